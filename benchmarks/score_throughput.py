@@ -1,0 +1,133 @@
+"""Scoring throughput: the seed's method vs ``score_batch`` vs a bare forward, in one run.
+
+Prints one JSON line. Not a test: run it on purpose, on a quiet machine.
+
+    python benchmarks/score_throughput.py                       # CPU, smollm2-135m
+    python benchmarks/score_throughput.py --backbone qwen2.5-0.5b-random --device cuda
+
+* seed: one solution per forward, the seed's text format, a Python loop with
+  ``.item()`` over every token to find "\\n" (``prm_lib.seed_baseline``).
+* score_batch: ``ProcessRewardModel.score_batch`` with its default batch policy.
+* bare: only the backbone's forward over exactly the tokens ``score_batch``
+  encodes (no tokenization, no head, no gather), under several batchings; the
+  fastest is the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+
+import torch
+
+from prm_lib.backbones import resolve_device
+from prm_lib.batching import BatchPolicy, collate, plan_batches
+from prm_lib.model import ProcessRewardModel
+from prm_lib.seed_baseline import seed_score
+from prm_lib.synthetic import generate
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--n", type=int, default=512, help="solutions to score (3-8 steps each)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    prm = ProcessRewardModel.from_backbone(args.backbone, device=device).eval()
+    pool = generate(4 * args.n, seed=args.seed, split=None, n_ops=None)
+    samples = [s for s in pool if 3 <= len(s.steps) <= 8][: args.n]
+    if len(samples) < args.n:
+        raise SystemExit(f"only {len(samples)} solutions of 3-8 steps generated")
+    items = [s.as_item() for s in samples]
+    encoded = prm.encode(items)
+    lengths = [len(e) for e in encoded]
+    n_tokens = sum(lengths)
+
+    # warm up every code path once
+    prm.score_batch(items[:8])
+    seed_score(prm, *items[0])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    seed_s = timed(lambda: [seed_score(prm, p, s) for p, s in items], device)
+    batch_s = timed(lambda: prm.score_batch(items), device)
+
+    @torch.inference_mode()
+    def bare(policy: BatchPolicy) -> None:
+        for idx in plan_batches(lengths, policy):
+            b = collate([encoded[i] for i in idx], prm.tokenizer.pad_token_id).to(device)
+            prm.backbone(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids, use_cache=False)
+
+    if device.type == "cuda":
+        candidates = {
+            f"sorted, <= {w} rows, any padding": BatchPolicy(max_tokens=10**9, max_padding=1.0, max_batch=w)
+            for w in (64, 256, 512)
+        }
+    else:
+        candidates = {
+            "one at a time": BatchPolicy(max_tokens=10**9, max_padding=0.0, max_batch=1),
+            "sorted, <= 16 rows, any padding": BatchPolicy(max_tokens=10**9, max_padding=1.0, max_batch=16),
+        }
+    candidates["score_batch's default policy"] = BatchPolicy.for_device(device)
+    bare_times = {name: timed(lambda p=p: bare(p), device) for name, p in candidates.items()}
+    best_name = min(bare_times, key=bare_times.get)
+    best_s = bare_times[best_name]
+
+    if device.type == "cuda":
+        peak_gb = torch.cuda.max_memory_allocated() / 2**30
+        hardware = torch.cuda.get_device_name()
+    else:
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(
+        json.dumps(
+            {
+                "benchmark": "score_throughput",
+                "backbone": args.backbone,
+                "device": str(device),
+                "hardware": hardware,
+                "dtype": str(next(prm.backbone.parameters()).dtype),
+                "n_solutions": len(items),
+                "n_tokens": n_tokens,
+                "seed_s": round(seed_s, 3),
+                "score_batch_s": round(batch_s, 3),
+                "bare_best_s": round(best_s, 3),
+                "bare_best_batching": best_name,
+                "bare_s": {k: round(v, 3) for k, v in bare_times.items()},
+                "seed_solutions_per_s": round(len(items) / seed_s, 1),
+                "score_batch_solutions_per_s": round(len(items) / batch_s, 1),
+                "bare_solutions_per_s": round(len(items) / best_s, 1),
+                "speedup_vs_seed": round(seed_s / batch_s, 2),
+                "score_batch_over_bare": round(batch_s / best_s, 3),
+                "peak_memory_gb": round(peak_gb, 2),
+                "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process max RSS",
+                "torch": torch.__version__,
+                "python": sys.version.split()[0],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

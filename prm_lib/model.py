@@ -1,0 +1,233 @@
+"""The Process Reward Model: a causal-LM backbone plus a value head at every step end.
+
+Chapter 2 of the course. One forward pass reads the whole solution; the hidden
+state at the last token of each step's separator goes through a linear value
+head (always in fp32, whatever the backbone's dtype) to one logit per step;
+``sigmoid(logit)`` is P(step correct). Step positions come from
+``prm_lib.steps.encode_solution`` and are gathered in one vectorised
+``torch.gather``: no per-token Python loop, no ``.item()`` per token.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from . import __version__
+from .backbones import DEFAULT_BACKBONE, ensure_pad_token, load_backbone, resolve_device
+from .batching import Batch, BatchPolicy, collate, plan_batches
+from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
+
+CONFIG_FILE = "prm_config.json"
+HEAD_FILE = "value_head.safetensors"
+BACKBONE_DIR = "backbone"
+HEAD_SEED = 0
+
+
+def _fingerprint(module: nn.Module) -> list[float]:
+    """Cheap summary of all weights: tells whether training touched the backbone."""
+    with torch.no_grad():
+        return [float(p.detach().double().sum()) + float(p.detach().double().square().sum()) for p in module.parameters()]
+
+
+class ProcessRewardModel(nn.Module):
+    """Backbone + value head; ``score`` returns P(step correct) for every step."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer: Any,
+        *,
+        backbone_name: str | None = None,
+        n_layers: int | None = None,
+        separator: str = DEFAULT_SEPARATOR,
+        max_length: int | None = None,
+    ) -> None:
+        super().__init__()
+        # Keep the transformer body: the LM head's vocabulary-sized logits are never needed.
+        self.backbone = getattr(backbone, "base_model", backbone)
+        self.tokenizer = ensure_pad_token(tokenizer)
+        self.backbone_name = backbone_name
+        self.n_layers = n_layers
+        self.separator = separator
+        config = self.backbone.config
+        self.max_length = max_length or getattr(config, "max_position_embeddings", None)
+        hidden = config.hidden_size
+        self.value_head = nn.Linear(hidden, 1, dtype=torch.float32)
+        gen = torch.Generator().manual_seed(HEAD_SEED)
+        with torch.no_grad():  # seeded, so an untrained PRM scores the same everywhere
+            self.value_head.weight.copy_(torch.randn(1, hidden, generator=gen) / math.sqrt(hidden))
+            self.value_head.bias.zero_()
+        self.value_head.to(next(self.backbone.parameters()).device)
+        self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
+
+    # -- construction ----------------------------------------------------
+    @classmethod
+    def from_backbone(
+        cls,
+        name: str = DEFAULT_BACKBONE,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        n_layers: int | None = None,
+        separator: str = DEFAULT_SEPARATOR,
+        max_length: int | None = None,
+    ) -> "ProcessRewardModel":
+        """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``)."""
+        model, tokenizer = load_backbone(name, device=device, dtype=dtype, n_layers=n_layers)
+        return cls(model, tokenizer, backbone_name=name, n_layers=n_layers, separator=separator, max_length=max_length)
+
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    # -- the forward pass --------------------------------------------------
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Step logits (B, S) in fp32; entries where ``batch.step_mask`` is False are meaningless."""
+        hidden = self.backbone(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        ).last_hidden_state  # (B, T, H)
+        index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
+        return self.value_head(step_hidden.float()).squeeze(-1)
+
+    # -- encoding ------------------------------------------------------------
+    def encode(
+        self,
+        items: Sequence[tuple[str, Sequence[str]]],
+        labels: Sequence[Sequence[float] | None] | None = None,
+    ) -> list[EncodedSolution]:
+        """``prm_lib.steps.encode_solutions`` with this model's tokenizer, separator and max_length."""
+        return encode_solutions(self.tokenizer, items, self.max_length, separator=self.separator, labels=labels)
+
+    def collate(self, encoded: Sequence[EncodedSolution], padding_side: str = "right") -> Batch:
+        return collate(encoded, self.tokenizer.pad_token_id, padding_side).to(self.device)
+
+    # -- scoring ---------------------------------------------------------------
+    @torch.inference_mode()
+    def score_encoded(
+        self,
+        encoded: Sequence[EncodedSolution],
+        policy: BatchPolicy | None = None,
+        padding_side: str = "right",
+        progress: bool = False,
+    ) -> list[list[float]]:
+        """P(step correct) for already-encoded solutions, in their order; NaN for steps cut by max_length."""
+        policy = policy or BatchPolicy.for_device(self.device)
+        was_training = self.training
+        self.eval()
+        results: list[list[float]] = [[] for _ in encoded]
+        batches = plan_batches([len(e) for e in encoded], policy)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="scoring", unit="batch")
+        try:
+            for idx in batches:
+                batch = self.collate([encoded[i] for i in idx], padding_side)
+                probs = torch.sigmoid(self(batch)).masked_fill(~batch.step_mask, float("nan")).cpu()
+                for row, i in enumerate(idx):
+                    scored = probs[row, : encoded[i].n_scored].tolist()
+                    results[i] = scored + [float("nan")] * (encoded[i].n_steps - len(scored))
+        finally:
+            self.train(was_training)
+        return results
+
+    def score_batch(
+        self,
+        items: Sequence[tuple[str, Sequence[str]]],
+        policy: BatchPolicy | None = None,
+        padding_side: str = "right",
+        progress: bool = False,
+    ) -> list[list[float]]:
+        """P(step correct) for each step of each ``(problem, steps)``; one list per item, ``len == len(steps)``.
+
+        Batches are planned by length (see ``prm_lib.batching``). A solution longer than
+        ``max_length`` is cut by whole steps from the end, with a warning; its cut steps score NaN.
+        """
+        return self.score_encoded(self.encode(items), policy, padding_side, progress)
+
+    def score(self, problem: str, steps: Sequence[str]) -> list[float]:
+        """P(step correct) for every step of one solution."""
+        return self.score_batch([(problem, steps)])[0]
+
+    # -- persistence -------------------------------------------------------------
+    def backbone_is_pretrained(self) -> bool:
+        """True if the backbone still has the weights it was loaded with (so saving its name suffices)."""
+        return self._pretrained_fingerprint is not None and _fingerprint(self.backbone) == self._pretrained_fingerprint
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "format": "prm_lib.ProcessRewardModel/1",
+            "prm_lib_version": __version__,
+            "backbone_name": self.backbone_name,
+            "n_layers": self.n_layers,
+            "separator": self.separator,
+            "max_length": self.max_length,
+            "hidden_size": self.value_head.in_features,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the value head, the formatting settings, and the backbone's weights if training
+        changed them (else only its name): ``ProcessRewardModel.load`` gives the same scores."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config_dict()
+        if self.backbone_is_pretrained():
+            config["backbone_weights"] = None
+            if (directory / BACKBONE_DIR).exists():
+                import shutil
+
+                shutil.rmtree(directory / BACKBONE_DIR)
+        else:
+            config["backbone_weights"] = BACKBONE_DIR
+            self.backbone.save_pretrained(directory / BACKBONE_DIR)
+            self.tokenizer.save_pretrained(directory / BACKBONE_DIR)
+        head = {k: v.detach().float().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
+        save_file(head, directory / HEAD_FILE)
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> "ProcessRewardModel":
+        """Rebuild a PRM written by ``save``."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not config_path.exists():
+            raise FileNotFoundError(f"{directory} is not a saved ProcessRewardModel: {CONFIG_FILE} is missing")
+        config = json.loads(config_path.read_text())
+        if not str(config.get("format", "")).startswith("prm_lib.ProcessRewardModel/"):
+            raise ValueError(f"{config_path} is not a prm_lib ProcessRewardModel config")
+        settings = dict(separator=config["separator"], max_length=config["max_length"], n_layers=config["n_layers"])
+        if config.get("backbone_weights"):
+            from transformers import AutoModel, AutoTokenizer
+
+            dev = resolve_device(device)
+            from .backbones import default_dtype
+
+            body = AutoModel.from_pretrained(directory / config["backbone_weights"], dtype=dtype or default_dtype(dev))
+            tokenizer = AutoTokenizer.from_pretrained(directory / config["backbone_weights"])
+            prm = cls(body.to(dev).eval(), tokenizer, backbone_name=None, **settings)
+            prm.backbone_name = config["backbone_name"]  # provenance only: the weights are the saved ones
+        else:
+            model, tokenizer = load_backbone(config["backbone_name"], device, dtype, config["n_layers"])
+            prm = cls(model, tokenizer, backbone_name=config["backbone_name"], **settings)
+        prm.value_head.load_state_dict({k: v.to(prm.device) for k, v in load_file(directory / HEAD_FILE).items()})
+        prm.eval()
+        return prm

@@ -1,0 +1,57 @@
+"""The seed tutorial's method, re-implemented to measure where it goes wrong.
+
+Chapter 2 and the benchmarks use it; nothing else in prm_lib does. The seed
+(1) joined ``Problem: ...`` and ``Step i: ...`` lines into one string,
+(2) tokenized it, (3) walked the ids one by one in Python, calling ``.item()``
+on each, looking for the token id(s) of ``"\\n"``, and (4) added the last
+token. It ran one solution per forward pass. Two faults follow:
+
+* with a BPE that merges punctuation into the newline (Qwen2: ".\\n" is one
+  token), step (3) finds nothing, and only the last token is scored;
+* where it does find newlines (SmolLM2 keeps "\\n" apart), the first one ends
+  the "Problem:" line, so every score is shifted one step early.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from .batching import Batch
+
+
+def seed_format(problem: str, steps: Sequence[str]) -> str:
+    """The seed's text: a ``Problem:`` line, then ``Step i:`` lines, stripped."""
+    lines = [f"Problem: {problem}"] + [f"Step {i + 1}: {s}" for i, s in enumerate(steps)]
+    return "\n".join(lines).strip()
+
+
+def seed_find_step_positions(input_ids: torch.Tensor, tokenizer: Any, separator: str = "\n") -> list[int]:
+    """The seed's search: every token whose id is one of the separator's ids, plus the last token."""
+    sep_ids = tokenizer.encode(separator, add_special_tokens=False)
+    positions = []
+    for i, token_id in enumerate(input_ids):
+        if token_id.item() in sep_ids:
+            positions.append(i)
+    last = int((input_ids != tokenizer.pad_token_id).sum().item()) - 1
+    if last not in positions:
+        positions.append(last)
+    return positions
+
+
+@torch.inference_mode()
+def seed_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[float], list[int]]:
+    """Score one solution the seed's way with ``prm``'s backbone and head: (probabilities, positions)."""
+    ids = prm.tokenizer(seed_format(problem, steps), return_tensors="pt")["input_ids"][0]
+    positions = seed_find_step_positions(ids, prm.tokenizer)
+    n = len(ids)
+    batch = Batch(
+        input_ids=ids[None].to(prm.device),
+        attention_mask=torch.ones(1, n, dtype=torch.long, device=prm.device),
+        position_ids=torch.arange(n, device=prm.device)[None],
+        step_positions=torch.tensor([positions], device=prm.device),
+        step_mask=torch.ones(1, len(positions), dtype=torch.bool, device=prm.device),
+    )
+    probs = torch.sigmoid(prm(batch))[0]
+    return [p.item() for p in probs], positions

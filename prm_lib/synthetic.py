@@ -1,0 +1,282 @@
+"""Synthetic arithmetic word problems with step-by-step solutions and true step labels.
+
+Chapter 3 of the course. Everything is reproducible from a seed. A problem is a
+starting quantity followed by 1-4 operations ("buys 5 more", "gives away 3",
+"doubles", "shares equally among 4 friends and keeps one share"); a solution
+computes one operation per step and ends with "The answer is N.".
+
+Error kinds (at most one error is planted per solution):
+
+* ``arithmetic_slip``: right operands, wrong result (``12 + 5 = 18``).
+* ``wrong_operation``: the step's own words say one operation, its equation
+  does another (``After giving away 3: 17 + 3 = 20``).
+* ``wrong_number``: an operand copied wrong, from the problem or the previous
+  step (``After buying 5 more: 12 + 6 = 18``).
+* ``inconsistent_answer``: the final answer differs from the last result.
+
+Labels follow the seed's convention: the erroneous step and every later step
+that builds on its wrong value are -1. A *self-correction* ("Wait, let me
+check: 12 + 5 = 17.") re-derives the right value: it and the steps after it are
++1, as in the seed's 15 / 3 example, so the solution's answer is right although
+one step was wrong.
+
+What a 135M model learns on a CPU in minutes (FACTS.md): errors visible within
+one step or against the step before it. Every kind here can be checked that way:
+a slip or wrong operation within the step, a wrong number against the problem
+sentence or the previous result, an inconsistent answer against the last step.
+Slips are small (off by 1, 2 or 10), so they need the arithmetic itself; they
+are the hardest kind for the small backbone.
+
+Splits: a problem's split is a hash of its text (80% train, 10% validation,
+10% test), so splits never share a problem, however many sets are generated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+from .data import PRMSample
+
+ERROR_KINDS = ("arithmetic_slip", "wrong_operation", "wrong_number", "inconsistent_answer")
+SPLITS = ("train", "validation", "test")
+
+NAMES = ["Sam", "Ava", "Noor", "Leo", "Mia", "Kofi", "Yuki", "Ines", "Omar", "Lena", "Ravi", "Zoe"]
+ITEMS = ["apples", "stickers", "marbles", "coins", "books", "pencils", "cards", "shells", "stamps", "beads"]
+SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: str  # add, sub, mul, div
+    operand: int
+
+    def apply(self, value: int) -> int:
+        if self.kind == "add":
+            return value + self.operand
+        if self.kind == "sub":
+            return value - self.operand
+        if self.kind == "mul":
+            return value * self.operand
+        return value // self.operand
+
+    def clause(self) -> str:
+        """How the problem sentence states it."""
+        x = self.operand
+        return {
+            "add": f"gets {x} more",
+            "sub": f"gives away {x}",
+            "mul": {2: "doubles them", 3: "triples them"}.get(x, f"multiplies them by {x}"),
+            "div": f"shares them equally among {x} friends and keeps one share",
+        }[self.kind]
+
+    def step_words(self) -> str:
+        """How a solution step names it."""
+        x = self.operand
+        return {
+            "add": f"After getting {x} more",
+            "sub": f"After giving away {x}",
+            "mul": {2: "After doubling", 3: "After tripling"}.get(x, f"After multiplying by {x}"),
+            "div": f"After sharing among {x} and keeping one share",
+        }[self.kind]
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    item: str
+    start: int
+    ops: tuple[Operation, ...]
+
+    @property
+    def text(self) -> str:
+        clauses = ", then ".join(op.clause() for op in self.ops)
+        return f"{self.name} has {self.start} {self.item}. {self.name} {clauses}. How many {self.item} does {self.name} have now?"
+
+    @property
+    def values(self) -> list[int]:
+        """Running values: start, then after each operation."""
+        out = [self.start]
+        for op in self.ops:
+            out.append(op.apply(out[-1]))
+        return out
+
+    @property
+    def answer(self) -> int:
+        return self.values[-1]
+
+    @property
+    def split(self) -> str:
+        return split_of(self.text)
+
+
+def split_of(problem_text: str) -> str:
+    """Deterministic split of a problem from its text: 80/10/10 train/validation/test."""
+    bucket = int(hashlib.sha256(problem_text.encode()).hexdigest(), 16) % 10
+    return "train" if bucket < 8 else ("validation" if bucket == 8 else "test")
+
+
+def random_operation(rng: random.Random, value: int) -> Operation:
+    choices = ["add", "add", "sub", "sub"]
+    if value <= 30:
+        choices.append("mul")
+    divisors = [d for d in (2, 3, 4, 5) if value % d == 0 and value // d >= 2]
+    if divisors:
+        choices.append("div")
+    kind = rng.choice(choices)
+    if kind == "add":
+        return Operation("add", rng.randint(2, 20))
+    if kind == "sub":
+        return Operation("sub", rng.randint(1, max(1, value - 1))) if value > 1 else Operation("add", rng.randint(2, 20))
+    if kind == "mul":
+        return Operation("mul", rng.choice([2, 2, 3, 4]))
+    return Operation("div", rng.choice(divisors))
+
+
+def random_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
+    n_ops = n_ops or rng.randint(1, 4)
+    start = rng.randint(3, 30)
+    ops, value = [], start
+    for _ in range(n_ops):
+        op = random_operation(rng, value)
+        ops.append(op)
+        value = op.apply(value)
+    return Problem(rng.choice(NAMES), rng.choice(ITEMS), start, tuple(ops))
+
+
+def _op_step(op: Operation, left: int, operand: int, result: int, kind: str | None = None) -> str:
+    symbol = SYMBOL[kind or op.kind]
+    return f"{op.step_words()}: {left} {symbol} {operand} = {result}."
+
+
+def _slip(rng: random.Random, value: int) -> int:
+    for _ in range(20):
+        wrong = value + rng.choice([-10, -2, -1, 1, 2, 10])
+        if wrong >= 0 and wrong != value:
+            return wrong
+    return value + 1
+
+
+def solve(
+    problem: Problem,
+    rng: random.Random,
+    error: str | None = None,
+    correct_after: bool = False,
+    restate: bool | None = None,
+) -> PRMSample:
+    """Write a step-by-step solution, planting ``error`` (one of ERROR_KINDS) or none.
+
+    ``correct_after`` adds a self-correction right after a wrong operation step.
+    """
+    if error is not None and error not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {error!r}; known: {ERROR_KINDS}")
+    restate = rng.random() < 0.5 if restate is None else restate
+    steps: list[str] = []
+    labels: list[int] = []
+    if restate:
+        steps.append(f"{problem.name} starts with {problem.start} {problem.item}.")
+        labels.append(1)
+    n_ops = len(problem.ops)
+    # where the error goes: an operation step, or the answer step
+    error_at = n_ops if error == "inconsistent_answer" else (rng.randrange(n_ops) if error else None)
+    value, tainted, corrected = problem.start, False, False
+    for k, op in enumerate(problem.ops):
+        true_result = op.apply(value)
+        if k == error_at:
+            if error == "arithmetic_slip":
+                shown = (value, op.operand, _slip(rng, true_result), op.kind)
+            elif error == "wrong_operation":
+                alt = {"add": "sub", "sub": "add", "mul": "add", "div": "sub"}[op.kind]
+                if alt == "sub" and op.operand > value:
+                    alt = "add"
+                shown = (value, op.operand, Operation(alt, op.operand).apply(value), alt)
+            else:  # wrong_number: from the problem (the operand) or from the previous step (the left side)
+                if k > 0 and rng.random() < 0.5:
+                    left = _slip(rng, value)
+                    shown = (left, op.operand, Operation(op.kind, op.operand).apply(left), op.kind)
+                else:
+                    low = 2 if op.kind in ("mul", "div") else 1
+                    high = value if op.kind == "sub" else op.operand + 3
+                    options = [x for x in range(op.operand - 3, op.operand + 4) if low <= x <= high and x != op.operand]
+                    operand = rng.choice(options or [op.operand + 1])
+                    shown = (value, operand, Operation(op.kind, operand).apply(value), op.kind)
+            steps.append(_op_step(op, shown[0], shown[1], shown[2], shown[3]))
+            labels.append(-1)
+            if shown[2] == true_result:  # an accidental right value (e.g. 2 + 2 vs 2 × 2): not an error
+                labels[-1] = 1
+                value = true_result
+                continue
+            if correct_after:
+                steps.append(f"Wait, let me check: {value} {SYMBOL[op.kind]} {op.operand} = {true_result}.")
+                labels.append(1)
+                value, corrected = true_result, True
+            else:
+                value, tainted = shown[2], True
+            continue
+        result = op.apply(value) if not tainted else Operation(op.kind, op.operand).apply(value)
+        steps.append(_op_step(op, value, op.operand, result))
+        labels.append(-1 if tainted else 1)
+        value = result
+    final = value
+    if error_at == n_ops:
+        final = _slip(rng, value)
+        labels.append(-1)
+    else:
+        labels.append(-1 if tainted else 1)
+    steps.append(f"The answer is {final}.")
+    meta = {
+        "answer": problem.answer,
+        "final_answer": final,
+        "error_kind": error if -1 in labels or corrected else None,
+        "corrected": corrected,
+        "split": problem.split,
+        "n_ops": n_ops,
+    }
+    return PRMSample(problem.text, steps, labels, meta)
+
+
+def generate(
+    n: int,
+    seed: int = 0,
+    split: str | None = "train",
+    error_rate: float = 0.5,
+    correction_rate: float = 0.15,
+    error_kinds: Sequence[str] = ERROR_KINDS,
+    n_ops: int | None = None,
+) -> list[PRMSample]:
+    """``n`` solutions of distinct problems in ``split`` (None: any), each wrong with ``error_rate``."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {SPLITS}")
+    rng = random.Random(seed)
+    out: list[PRMSample] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise RuntimeError(f"could not find {n} distinct {split} problems")
+        problem = random_problem(rng, n_ops)
+        if problem.text in seen or (split is not None and problem.split != split):
+            continue
+        seen.add(problem.text)
+        error = rng.choice(list(error_kinds)) if rng.random() < error_rate else None
+        correct_after = error in ("arithmetic_slip", "wrong_number") and rng.random() < correction_rate
+        out.append(solve(problem, rng, error, correct_after))
+    return out
+
+
+def problems(n: int, seed: int = 0, split: str | None = "test") -> list[Problem]:
+    """``n`` distinct problems of a split, for policies to solve (best-of-N, search)."""
+    rng = random.Random(seed)
+    out: list[Problem] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        p = random_problem(rng)
+        if p.text not in seen and (split is None or p.split == split):
+            seen.add(p.text)
+            out.append(p)
+    return out
+
+

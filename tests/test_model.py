@@ -1,0 +1,144 @@
+"""ProcessRewardModel: shapes, padding invariance, save/load, bad input."""
+
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+
+from prm_lib.backbones import KNOWN_BACKBONES, load_backbone
+from prm_lib.batching import BatchPolicy, plan_batches
+from prm_lib.model import ProcessRewardModel
+
+ITEMS = [
+    ("What's 15% of 80?", ["15% means 15/100 = 0.15.", "Multiply: 0.15 × 80.", "0.15 × 80 = 15 × 8 = 120.",
+                           "Wait, that's too high. Let me check: 0.15 × 80 = 12."]),
+    ("What is 2 + 3?", ["2 + 3 = 5."]),
+    ("What is 7 × 8?", ["I need to multiply 7 by 8.", "7 × 8 = 54.", "Wait, let me check: 7 × 8 = 56.",
+                        "The answer is 56."]),
+    ("What is 12 / 4?", ["I need to divide 12 by 4.", "12 / 4 = 4.", "The answer is 4."]),
+]
+WIDE = BatchPolicy(max_tokens=10**6, max_padding=1.0, max_batch=64)  # force real padding
+
+
+def one_by_one(prm):
+    return [prm.score(p, s) for p, s in ITEMS]
+
+
+def assert_close(a, b, tol=1e-5):
+    assert [len(x) for x in a] == [len(x) for x in b]
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            assert abs(u - v) <= tol, (x, y)
+
+
+def test_one_probability_per_step(tiny_prm):
+    scores = tiny_prm.score_batch(ITEMS)
+    assert [len(s) for s in scores] == [len(steps) for _, steps in ITEMS]
+    assert all(0.0 < p < 1.0 for s in scores for p in s)
+
+
+def test_forward_shapes(tiny_prm):
+    batch = tiny_prm.collate(tiny_prm.encode(ITEMS))
+    logits = tiny_prm(batch)
+    assert logits.shape == (len(ITEMS), max(len(s) for _, s in ITEMS))
+    assert logits.dtype == torch.float32
+    assert batch.step_mask.sum().item() == sum(len(s) for _, s in ITEMS)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("which", ["tiny", "smollm2"])
+def test_padding_side_gives_one_at_a_time_scores(which, side, tiny_prm, smollm2_prm):
+    prm = tiny_prm if which == "tiny" else smollm2_prm
+    assert_close(prm.score_batch(ITEMS, policy=WIDE, padding_side=side), one_by_one(prm))
+
+
+def test_batch_plan_covers_every_solution_once():
+    lengths = [5, 50, 51, 49, 200, 7, 7, 7, 120]
+    for policy in (WIDE, BatchPolicy.for_device(torch.device("cpu")), BatchPolicy(10**6, 0.0, 1)):
+        plan = plan_batches(lengths, policy)
+        assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+        for b in plan:
+            assert len(b) <= policy.max_batch
+            width = max(lengths[i] for i in b)
+            if len(b) > 1:
+                assert width * len(b) <= policy.max_tokens
+                assert 1 - sum(lengths[i] for i in b) / (width * len(b)) <= policy.max_padding + 1e-9
+
+
+def test_save_load_untouched_backbone_saves_only_its_name(tiny_prm, tmp_path):
+    prm = copy.deepcopy(tiny_prm)
+    with torch.no_grad():
+        prm.value_head.weight.mul_(3.0)
+    prm.save(tmp_path)
+    assert not (tmp_path / "backbone").exists()
+    loaded = ProcessRewardModel.load(tmp_path)
+    assert loaded.separator == prm.separator and loaded.max_length == prm.max_length
+    assert_close(loaded.score_batch(ITEMS), prm.score_batch(ITEMS), tol=0.0)
+
+
+def test_save_load_trained_backbone_keeps_its_weights(tiny_prm, tmp_path):
+    prm = copy.deepcopy(tiny_prm)
+    prm.separator = "\n"
+    with torch.no_grad():
+        prm.backbone.layers[0].mlp.up_proj.weight.add_(0.05)  # as a training step would
+    assert not prm.backbone_is_pretrained()
+    prm.save(tmp_path)
+    assert (tmp_path / "backbone" / "config.json").exists()
+    loaded = ProcessRewardModel.load(tmp_path)
+    assert loaded.separator == "\n"
+    assert_close(loaded.score_batch(ITEMS), prm.score_batch(ITEMS), tol=0.0)
+    assert not math.isclose(loaded.score(*ITEMS[0])[0], tiny_prm.score(*ITEMS[0])[0], abs_tol=1e-7)
+
+
+def test_load_of_a_folder_that_is_no_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="prm_config.json is missing"):
+        ProcessRewardModel.load(tmp_path)
+
+
+def test_over_long_solution_scores_nan_for_cut_steps(tiny_prm):
+    prm = copy.deepcopy(tiny_prm)
+    steps = [f"Step {i}: {i} + 1 = {i + 1}." for i in range(12)]
+    full = prm.score("Count up.", steps)
+    prm.max_length = prm.encode([("Count up.", steps)])[0].step_end_positions[4] + 1
+    with pytest.warns(UserWarning, match="scored its first 5 of 12 steps"):
+        cut = prm.score("Count up.", steps)
+    assert len(cut) == 12
+    assert all(math.isnan(p) for p in cut[5:])
+    assert cut[:5] == pytest.approx(full[:5], abs=1e-6)
+
+
+def test_tokenizer_without_pad_token_gets_one_and_says_so(tiny_prm):
+    tokenizer = copy.deepcopy(tiny_prm.tokenizer)
+    tokenizer.pad_token = None
+    assert tokenizer.pad_token_id is None
+    with pytest.warns(UserWarning, match="had no pad token"):
+        prm = ProcessRewardModel(tiny_prm.backbone, tokenizer)
+    assert prm.tokenizer.pad_token_id is not None
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(ValueError) as err:
+        load_backbone("gpt-7")
+    for name in KNOWN_BACKBONES:
+        assert name in str(err.value)
+
+
+def test_n_layers_keeps_the_first_layers():
+    model, _ = load_backbone("tiny-qwen2", n_layers=1)
+    assert len(model.base_model.layers) == 1 and model.config.num_hidden_layers == 1
+    with pytest.raises(ValueError, match="has 2 layers"):
+        load_backbone("tiny-qwen2", n_layers=3)
+
+
+def test_untrained_scores_are_deterministic():
+    a = ProcessRewardModel.from_backbone("tiny-qwen2").score(*ITEMS[2])
+    b = ProcessRewardModel.from_backbone("tiny-qwen2").score(*ITEMS[2])
+    assert a == b
+
+
+def test_no_warning_on_normal_scoring(tiny_prm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_prm.score_batch(ITEMS)
