@@ -35,9 +35,10 @@ class Batch:
     step_positions: torch.Tensor
     step_mask: torch.Tensor
     labels: torch.Tensor | None = None
+    padding_side: str = "right"
 
     def to(self, device: torch.device | str) -> "Batch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        move = lambda t: t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t  # noqa: E731
         return Batch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
 
     @property
@@ -49,14 +50,19 @@ def collate(
     encoded: Sequence[EncodedSolution],
     pad_token_id: int,
     padding_side: str = "right",
+    pad_to_multiple_of: int = 1,
 ) -> Batch:
-    """Pad solutions to one tensor batch; step positions follow their tokens."""
+    """Pad solutions to one tensor batch; step positions follow their tokens.
+
+    ``pad_to_multiple_of`` rounds the width up (fewer distinct shapes for ``torch.compile``).
+    """
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
     if not encoded:
         raise ValueError("cannot collate an empty list of solutions")
     n = len(encoded)
     width = max(len(e.input_ids) for e in encoded)
+    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     n_steps = max(e.n_scored for e in encoded)
     input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((n, width), dtype=torch.long)
@@ -74,7 +80,7 @@ def collate(
         if labels is not None:
             labels[row, :k] = torch.tensor(e.labels, dtype=torch.float32)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return Batch(input_ids, attention_mask, position_ids, step_positions, step_mask, labels)
+    return Batch(input_ids, attention_mask, position_ids, step_positions, step_mask, labels, padding_side)
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,15 @@ class ProcessRewardModel(nn.Module):
 
     # -- the forward pass --------------------------------------------------
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Step logits (B, S) in fp32; entries where ``batch.step_mask`` is False are meaningless."""
+        """Step logits (B, S) in fp32; entries where ``batch.step_mask`` is False are meaningless.
+
+        With right padding the pads come after every real token, and causal attention never
+        looks forward, so no padding mask is needed: the backbone takes its plain causal path
+        (flash attention on a GPU). Left padding needs the mask.
+        """
         hidden = self.backbone(
             input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
+            attention_mask=None if batch.padding_side == "right" else batch.attention_mask,
             position_ids=batch.position_ids,
             use_cache=False,
         ).last_hidden_state  # (B, T, H)
@@ -107,8 +112,8 @@ class ProcessRewardModel(nn.Module):
         """``prm_lib.steps.encode_solutions`` with this model's tokenizer, separator and max_length."""
         return encode_solutions(self.tokenizer, items, self.max_length, separator=self.separator, labels=labels)
 
-    def collate(self, encoded: Sequence[EncodedSolution], padding_side: str = "right") -> Batch:
-        return collate(encoded, self.tokenizer.pad_token_id, padding_side).to(self.device)
+    def collate(self, encoded: Sequence[EncodedSolution], padding_side: str = "right", pad_to_multiple_of: int = 1) -> Batch:
+        return collate(encoded, self.tokenizer.pad_token_id, padding_side, pad_to_multiple_of).to(self.device)
 
     # -- scoring ---------------------------------------------------------------
     @torch.inference_mode()

@@ -55,3 +55,37 @@ def seed_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[float
     )
     probs = torch.sigmoid(prm(batch))[0]
     return [p.item() for p in probs], positions
+
+
+def seed_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, steps: Sequence[str],
+                    labels: Sequence[int]) -> tuple[float, int]:
+    """One step of the seed's training loop: one sample, the seed's step search, its loss (which
+    silently keeps only the first ``min(#positions, #labels)`` labels), an optimizer step.
+    Returns (loss, tokens)."""
+    import torch.nn.functional as F
+
+    prm.train()
+    ids = prm.tokenizer(seed_format(problem, steps), return_tensors="pt")["input_ids"][0]
+    positions = seed_find_step_positions(ids, prm.tokenizer)
+    n = len(ids)
+    batch = Batch(
+        input_ids=ids[None].to(prm.device),
+        attention_mask=torch.ones(1, n, dtype=torch.long, device=prm.device),
+        position_ids=torch.arange(n, device=prm.device)[None],
+        step_positions=torch.tensor([positions], device=prm.device),
+        step_mask=torch.ones(1, len(positions), dtype=torch.bool, device=prm.device),
+    )
+    scores = prm(batch)[0]
+    targets = torch.tensor([(label + 1) / 2 for label in labels], device=prm.device, dtype=torch.float32)
+    k = min(len(scores), len(targets))  # the seed's silent truncation
+    loss = F.binary_cross_entropy_with_logits(scores[:k], targets[:k])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item(), n
+
+
+def seed_training_targets(tokenizer: Any, problem: str, steps: Sequence[str], labels: Sequence[int]) -> list[int]:
+    """The labels the seed's loss actually used for a sample: the first min(#positions, #labels)."""
+    ids = tokenizer(seed_format(problem, steps), return_tensors="pt")["input_ids"][0]
+    return list(labels[: min(len(seed_find_step_positions(ids, tokenizer)), len(labels))])

@@ -34,6 +34,7 @@ Splits: a problem's split is a hash of its text (80% train, 10% validation,
 from __future__ import annotations
 
 import hashlib
+import re
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -46,6 +47,9 @@ SPLITS = ("train", "validation", "test")
 NAMES = ["Sam", "Ava", "Noor", "Leo", "Mia", "Kofi", "Yuki", "Ines", "Omar", "Lena", "Ravi", "Zoe"]
 ITEMS = ["apples", "stickers", "marbles", "coins", "books", "pencils", "cards", "shells", "stamps", "beads"]
 SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
+DIRECT_SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "/"}  # as the seed writes them
+DIRECT_INTRO = {"add": "I need to add {a} and {b}.", "sub": "I need to subtract {b} from {a}.",
+                "mul": "I need to multiply {a} by {b}.", "div": "I need to divide {a} by {b}."}
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,12 @@ class Problem:
     item: str
     start: int
     ops: tuple[Operation, ...]
+    direct: bool = False  # the seed's style: "What is 9 × 2?", one operation, no story
 
     @property
     def text(self) -> str:
+        if self.direct:
+            return f"What is {self.start} {DIRECT_SYMBOL[self.ops[0].kind]} {self.ops[0].operand}?"
         clauses = ", then ".join(op.clause() for op in self.ops)
         return f"{self.name} has {self.start} {self.item}. {self.name} {clauses}. How many {self.item} does {self.name} have now?"
 
@@ -135,8 +142,26 @@ def random_operation(rng: random.Random, value: int) -> Operation:
     return Operation("div", rng.choice(divisors))
 
 
-def random_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
-    n_ops = n_ops or rng.randint(1, 4)
+def random_direct_problem(rng: random.Random) -> Problem:
+    """A seed-style problem: one operation on small numbers (times tables, sums below 100)."""
+    kind = rng.choice(["add", "sub", "mul", "div"])
+    if kind == "add":
+        a, b = rng.randint(2, 50), rng.randint(2, 50)
+    elif kind == "sub":
+        a = rng.randint(10, 60)
+        b = rng.randint(1, a - 1)
+    elif kind == "mul":
+        a, b = rng.randint(2, 12), rng.randint(2, 12)
+    else:
+        b, q = rng.randint(2, 12), rng.randint(2, 12)
+        a = b * q
+    return Problem("", "", a, (Operation(kind, b),), direct=True)
+
+
+def random_problem(rng: random.Random, n_ops: int | None = None, max_ops: int = 4, direct_rate: float = 0.0) -> Problem:
+    if n_ops is None and rng.random() < direct_rate:
+        return random_direct_problem(rng)
+    n_ops = n_ops or rng.randint(1, max_ops)
     start = rng.randint(3, 30)
     ops, value = [], start
     for _ in range(n_ops):
@@ -146,9 +171,10 @@ def random_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
     return Problem(rng.choice(NAMES), rng.choice(ITEMS), start, tuple(ops))
 
 
-def _op_step(op: Operation, left: int, operand: int, result: int, kind: str | None = None) -> str:
-    symbol = SYMBOL[kind or op.kind]
-    return f"{op.step_words()}: {left} {symbol} {operand} = {result}."
+def _op_step(op: Operation, left: int, operand: int, result: int, kind: str | None = None, direct: bool = False) -> str:
+    if direct:
+        return f"{left} {DIRECT_SYMBOL[kind or op.kind]} {operand} = {result}."
+    return f"{op.step_words()}: {left} {SYMBOL[kind or op.kind]} {operand} = {result}."
 
 
 def _slip(rng: random.Random, value: int) -> int:
@@ -175,7 +201,11 @@ def solve(
     restate = rng.random() < 0.5 if restate is None else restate
     steps: list[str] = []
     labels: list[int] = []
-    if restate:
+    if problem.direct:
+        op = problem.ops[0]
+        steps.append(DIRECT_INTRO[op.kind].format(a=problem.start, b=op.operand))
+        labels.append(1)
+    elif restate:
         steps.append(f"{problem.name} starts with {problem.start} {problem.item}.")
         labels.append(1)
     n_ops = len(problem.ops)
@@ -202,21 +232,22 @@ def solve(
                     options = [x for x in range(op.operand - 3, op.operand + 4) if low <= x <= high and x != op.operand]
                     operand = rng.choice(options or [op.operand + 1])
                     shown = (value, operand, Operation(op.kind, operand).apply(value), op.kind)
-            steps.append(_op_step(op, shown[0], shown[1], shown[2], shown[3]))
+            steps.append(_op_step(op, shown[0], shown[1], shown[2], shown[3], problem.direct))
             labels.append(-1)
             if shown[2] == true_result:  # an accidental right value (e.g. 2 + 2 vs 2 × 2): not an error
                 labels[-1] = 1
                 value = true_result
                 continue
             if correct_after:
-                steps.append(f"Wait, let me check: {value} {SYMBOL[op.kind]} {op.operand} = {true_result}.")
+                symbol = (DIRECT_SYMBOL if problem.direct else SYMBOL)[op.kind]
+                steps.append(f"Wait, let me check: {value} {symbol} {op.operand} = {true_result}.")
                 labels.append(1)
                 value, corrected = true_result, True
             else:
                 value, tainted = shown[2], True
             continue
         result = op.apply(value) if not tainted else Operation(op.kind, op.operand).apply(value)
-        steps.append(_op_step(op, value, op.operand, result))
+        steps.append(_op_step(op, value, op.operand, result, direct=problem.direct))
         labels.append(-1 if tainted else 1)
         value = result
     final = value
@@ -233,6 +264,7 @@ def solve(
         "corrected": corrected,
         "split": problem.split,
         "n_ops": n_ops,
+        "direct": problem.direct,
     }
     return PRMSample(problem.text, steps, labels, meta)
 
@@ -245,8 +277,12 @@ def generate(
     correction_rate: float = 0.15,
     error_kinds: Sequence[str] = ERROR_KINDS,
     n_ops: int | None = None,
+    max_ops: int = 4,
+    direct_rate: float = 0.0,
 ) -> list[PRMSample]:
-    """``n`` solutions of distinct problems in ``split`` (None: any), each wrong with ``error_rate``."""
+    """``n`` solutions of distinct problems in ``split`` (None: any), each wrong with ``error_rate``;
+    word problems have ``n_ops`` operations, or 1 to ``max_ops`` at random; a ``direct_rate``
+    share are seed-style one-operation problems ("What is 9 × 2?")."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; known: {SPLITS}")
     rng = random.Random(seed)
@@ -257,7 +293,7 @@ def generate(
         attempts += 1
         if attempts > 50 * n + 1000:
             raise RuntimeError(f"could not find {n} distinct {split} problems")
-        problem = random_problem(rng, n_ops)
+        problem = random_problem(rng, n_ops, max_ops, direct_rate)
         if problem.text in seen or (split is not None and problem.split != split):
             continue
         seen.add(problem.text)
@@ -267,16 +303,55 @@ def generate(
     return out
 
 
-def problems(n: int, seed: int = 0, split: str | None = "test") -> list[Problem]:
+def problems(n: int, seed: int = 0, split: str | None = "test", max_ops: int = 4, direct_rate: float = 0.0) -> list[Problem]:
     """``n`` distinct problems of a split, for policies to solve (best-of-N, search)."""
     rng = random.Random(seed)
     out: list[Problem] = []
     seen: set[str] = set()
     while len(out) < n:
-        p = random_problem(rng)
+        p = random_problem(rng, max_ops=max_ops, direct_rate=direct_rate)
         if p.text not in seen and (split is None or p.split == split):
             seen.add(p.text)
             out.append(p)
     return out
 
 
+
+
+_CLAUSES = [
+    (re.compile(r"gets (\d+) more"), lambda x: Operation("add", x)),
+    (re.compile(r"gives away (\d+)"), lambda x: Operation("sub", x)),
+    (re.compile(r"doubles them"), lambda x: Operation("mul", 2)),
+    (re.compile(r"triples them"), lambda x: Operation("mul", 3)),
+    (re.compile(r"multiplies them by (\d+)"), lambda x: Operation("mul", x)),
+    (re.compile(r"shares them equally among (\d+) friends and keeps one share"), lambda x: Operation("div", x)),
+]
+_PROBLEM = re.compile(r"^(\w+) has (\d+) (\w+)\. \1 (.+)\. How many \3 does \1 have now\?$")
+
+
+_DIRECT = re.compile(r"^What is (\d+) ([+\-×/]) (\d+)\?$")
+
+
+def parse_problem(text: str) -> Problem:
+    """The inverse of ``Problem.text``: lets a simulated policy solve any generated problem from its text."""
+    d = _DIRECT.match(text)
+    if d:
+        kind = {v: k for k, v in DIRECT_SYMBOL.items()}[d.group(2)]
+        return Problem("", "", int(d.group(1)), (Operation(kind, int(d.group(3))),), direct=True)
+    m = _PROBLEM.match(text)
+    if not m:
+        raise ValueError(f"not a synthetic problem: {text[:80]!r}")
+    name, start, item, clauses = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    ops = []
+    for clause in clauses.split(", then "):
+        for pattern, make in _CLAUSES:
+            c = pattern.fullmatch(clause)
+            if c:
+                ops.append(make(int(c.group(1)) if c.groups() else 0))
+                break
+        else:
+            raise ValueError(f"unknown operation {clause!r} in {text[:80]!r}")
+    problem = Problem(name, item, start, tuple(ops))
+    if problem.text != text:
+        raise ValueError(f"not a synthetic problem: {text[:80]!r}")
+    return problem

@@ -1,0 +1,133 @@
+"""Command line: ``python -m prm_lib {train,score,convert} ...``.
+
+``train --preset NAME --out DIR`` writes a checkpoint that ``ProcessRewardModel.load(DIR)``
+reads and a ``metrics.json``; every ``TrainConfig`` field can be overridden
+(``--max-steps 100``), and ``--help`` lists the presets and every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any, Sequence
+
+from .train import TrainConfig
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _field_type(annotation: str):
+    base = annotation.replace(" | None", "").strip()
+    return _TYPES.get(base), annotation.endswith("| None")
+
+
+def _none_or(kind):
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .zoo import PRESET_HELP
+
+    presets = "\n".join(f"  {k:18} {v}" for k, v in PRESET_HELP.items())
+    p = sub.add_parser(
+        "train",
+        help="train a PRM (or ORM) from a preset",
+        description=f"Train from a preset, optionally overriding any setting.\n\npresets:\n{presets}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", default="cpu", help="preset to start from (default: cpu)")
+    p.add_argument("--out", required=True, help="output folder: final model, metrics.json, checkpoint/ for resuming")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group = p.add_argument_group("settings (override the preset's value)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"(preset default for cpu: {getattr(TrainConfig(), f.name)})")
+            continue
+        kind, optional = _field_type(f.type)
+        if kind is None:
+            raise TypeError(f"TrainConfig.{f.name} has a type the CLI cannot parse: {f.type}")
+        group.add_argument(flag, dest=f.name, type=_none_or(kind) if optional else kind, default=None,
+                           metavar=kind.__name__.upper(), help=f"({f.type}{'; none to unset' if optional else ''})")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import train
+    from .zoo import preset
+
+    config = preset(args.preset)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    config = dataclasses.replace(config, **overrides)
+    result = train(config, out_dir=args.out, progress=not args.no_progress, device=args.device)
+    print(json.dumps({"out": args.out, "train_seconds": round(result.seconds, 1), **result.final}))
+    return 0
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score the steps of one solution")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="folder written by save() or train")
+    src.add_argument("--backbone", help="an untrained PRM on this backbone")
+    p.add_argument("--problem", required=True)
+    p.add_argument("--step", action="append", required=True, help="one step; repeat for each step, in order")
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from .model import ProcessRewardModel
+
+    prm = ProcessRewardModel.load(args.checkpoint) if args.checkpoint else ProcessRewardModel.from_backbone(args.backbone)
+    print(json.dumps({"step_probabilities": prm.score(args.problem, args.step)}))
+    return 0
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    from .data import FORMATS
+
+    p = sub.add_parser("convert", help="convert step-labelled data between formats")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--from", dest="src_format", required=True, choices=FORMATS)
+    p.add_argument("--to", dest="dst_format", required=True, choices=FORMATS)
+    p.add_argument("--neutral", choices=["positive", "negative"], default=None,
+                   help="prm800k input: what a neutral (0) rating becomes (default: positive)")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .data import convert
+
+    options = {"neutral": args.neutral} if args.neutral and args.src_format == "prm800k" else {}
+    n = convert(args.src, args.src_format, args.dst, args.dst_format, **options)
+    print(json.dumps({"written": n, "dst": args.dst, "format": args.dst_format}))
+    return 0
+
+
+COMMANDS = {"train": (_add_train, _run_train), "score": (_add_score, _run_score), "convert": (_add_convert, _run_convert)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m prm_lib", description="Process Reward Models: train, score, convert.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Monte Carlo step labels (Math-Shepherd): does a policy that continues from this step reach the answer?
+
+Chapter 3 of the course. For each prefix ``steps[:i+1]`` a policy writes ``k``
+continuations; the step's **soft** label is the fraction whose final answer is
+the gold answer, its **hard** label is +1 if any of them is (Wang et al., 2023).
+No human looks at a step. The price is noise: a wrong step can still lead to the
+right answer (the policy recovers, or errors cancel) and a right step can fail to
+(the policy errs later), and how often depends on the policy and on ``k``.
+
+Two policies share one interface, ``complete(problem, prefix, k) -> k lists of steps``:
+
+* ``SimulatedPolicy``: a noisy solver of the synthetic problems that errs with a
+  set probability per step and sometimes notices a wrong value. Fast, and its
+  ground truth is known, so chapter 3 can measure how MC labels agree with it.
+* ``LMPolicy``: a real language model (SmolLM2-135M-Instruct by default) that
+  samples continuations.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from .answers import extract_final_answer, normalize_answer
+from .synthetic import Problem, _op_step, _slip, parse_problem
+
+
+class Policy(Protocol):
+    def complete(self, problem: str, prefix: Sequence[str], k: int) -> list[list[str]]:
+        """``k`` continuations (each a list of further steps) of a solution that starts with ``prefix``."""
+        ...
+
+
+_RESULT = re.compile(r"=\s*(-?\d+)\.?\s*$")
+_OPERATION_STEP = re.compile(r"^(After [^:]*: )?-?\d+ [+\-×÷/] \d+ = -?\d+\.$")  # not "Wait, ..." checks
+
+
+@dataclass
+class SimulatedPolicy:
+    """A noisy solver for ``prm_lib.synthetic`` problems.
+
+    Each remaining operation is slipped (off by 1, 2 or 10) with ``step_error_rate``, and so is
+    the final answer. Continuing from a wrong value, it notices and recomputes with
+    ``recover_rate`` (that is what makes wrong steps look right to Monte Carlo labels).
+    """
+
+    step_error_rate: float = 0.15
+    recover_rate: float = 0.1
+    seed: int = 0
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    @staticmethod
+    def state_after(problem: Problem, prefix: Sequence[str]) -> tuple[int, int, bool]:
+        """(operations done, current value, answered) after the steps of ``prefix``."""
+        done, value, answered = 0, problem.start, False
+        for step in prefix:
+            if _OPERATION_STEP.match(step):
+                done += 1
+            if step.startswith("The answer is"):
+                answered = True
+            m = _RESULT.search(step)
+            if m:
+                value = int(m.group(1))
+        return min(done, len(problem.ops)), value, answered
+
+    def complete(self, problem: str, prefix: Sequence[str], k: int) -> list[list[str]]:
+        p = parse_problem(problem)
+        done, value, answered = self.state_after(p, prefix)
+        if answered:
+            return [[] for _ in range(k)]
+        return [self._continue(p, done, value) for _ in range(k)]
+
+    def _continue(self, p: Problem, done: int, value: int) -> list[str]:
+        rng, steps = self.rng, []
+        true_values = p.values
+        if value != true_values[done] and rng.random() < self.recover_rate:
+            value = true_values[done]
+            steps.append(f"Wait, that is wrong; recomputing from the start gives {value}.")
+        for op in p.ops[done:]:
+            result = op.apply(value)
+            if rng.random() < self.step_error_rate:
+                result = _slip(rng, result)
+            steps.append(_op_step(op, value, op.operand, result, direct=p.direct))
+            value = result
+        final = _slip(rng, value) if rng.random() < self.step_error_rate else value
+        steps.append(f"The answer is {final}.")
+        return steps
+
+    def sample(self, problem: str, n: int) -> list[list[str]]:
+        """``n`` whole solutions (for best-of-N)."""
+        return self.complete(problem, [], n)
+
+
+class LMPolicy:
+    """A causal LM that samples continuations, one step per line (SmolLM2-135M-Instruct by default)."""
+
+    def __init__(self, model: Any, tokenizer: Any, temperature: float = 0.7, top_p: float = 0.95,
+                 max_new_tokens: int = 96, seed: int = 0) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
+        self.seed, self.calls = seed, 0
+
+    @classmethod
+    def from_backbone(cls, name: str = "smollm2-135m", device: str | None = None, **kwargs: Any) -> "LMPolicy":
+        from .backbones import load_backbone
+
+        model, tokenizer = load_backbone(name, device=device)
+        return cls(model, tokenizer, **kwargs)
+
+    def prompt(self, problem: str, prefix: Sequence[str]) -> str:
+        messages = [{"role": "user", "content": f"{problem}\nSolve it step by step, one short step per line. "
+                                                 "End with a line 'The answer is N.'"}]
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return text + "".join(step + "\n" for step in prefix)
+
+    @torch.inference_mode()
+    def complete(self, problem: str, prefix: Sequence[str], k: int) -> list[list[str]]:
+        enc = self.tokenizer(self.prompt(problem, prefix), return_tensors="pt", add_special_tokens=False)
+        enc = {key: v.to(self.model.device) for key, v in enc.items()}
+        torch.manual_seed(self.seed * 1_000_003 + self.calls)  # reproducible, but each call samples afresh
+        self.calls += 1
+        out = self.model.generate(
+            **enc, do_sample=True, temperature=self.temperature, top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens, num_return_sequences=k,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [split_lines(t) for t in texts]
+
+    def sample(self, problem: str, n: int) -> list[list[str]]:
+        return self.complete(problem, [], n)
+
+
+def split_lines(text: str) -> list[str]:
+    """Generated text to steps: one per non-empty line, up to and including an 'answer is' line."""
+    steps = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line:
+            steps.append(line)
+            if re.search(r"answer is", line, re.IGNORECASE):
+                break
+    return steps
+
+
+@dataclass
+class MCLabels:
+    """Monte Carlo labels of one solution's steps, and the rollouts' final answers behind them."""
+
+    soft: list[float]  # fraction of rollouts from each step that reach the gold answer
+    hard: list[int]  # +1 if any rollout from the step reaches it, else -1
+    answers: list[list[str | None]]  # per step, the k rollouts' normalised final answers
+    k: int
+
+
+def monte_carlo_labels(problem: str, steps: Sequence[str], gold: str | int, policy: Policy, k: int) -> MCLabels:
+    """Label each step by rolling out ``k`` continuations from it with ``policy``."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    target = normalize_answer(str(gold))
+    soft, hard, answers = [], [], []
+    for i in range(len(steps)):
+        prefix = list(steps[: i + 1])
+        finals = [extract_final_answer(prefix + cont) for cont in policy.complete(problem, prefix, k)]
+        hits = sum(a == target for a in finals)
+        soft.append(hits / k)
+        hard.append(1 if hits else -1)
+        answers.append(finals)
+    return MCLabels(soft, hard, answers, k)
+

@@ -1,0 +1,134 @@
+"""Trainer, zoo and CLI, on the tiny preset (seconds)."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from prm_lib.cli import main as cli
+from prm_lib.model import ProcessRewardModel
+from prm_lib.train import TrainConfig, Trainer, build_data, last_step_mask, length_bucketed_batches, train
+from prm_lib.zoo import PRESETS, config_hash, load_or_train, preset
+
+TINY = preset("tiny")
+
+
+def test_training_lowers_the_loss_and_evaluates_on_held_out_problems():
+    result = train(dataclasses.replace(TINY, max_steps=40), progress=False)
+    first = sum(h["loss"] for h in result.history[:5]) / 5
+    last = sum(h["loss"] for h in result.history[-5:]) / 5
+    assert last < first
+    assert [e["step"] for e in result.evals] == [15, 30, 40]
+    assert 0.0 <= result.final["step_auroc"] <= 1.0 and result.final["n_solutions"] == TINY.n_val
+
+
+def test_deterministic_from_a_seed():
+    a = train(TINY, progress=False)
+    b = train(TINY, progress=False)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
+    full = train(TINY, out_dir=tmp_path / "full", progress=False)
+    # stop after 15 steps (a checkpoint is written at every evaluation), then resume to 30
+    half = dataclasses.replace(TINY)
+    torch.manual_seed(half.seed)
+    model = ProcessRewardModel.from_backbone(half.backbone, n_layers=half.n_layers)
+    tr, va = build_data(half)
+    trainer = Trainer(model, tr, va, half, out_dir=tmp_path / "resumed", progress=False)
+    trainer.config = dataclasses.replace(half, max_steps=16)  # runs past the step-15 checkpoint, then "crashes"
+    trainer.fit()
+    trainer.config = half
+    torch.manual_seed(half.seed)
+    model2 = ProcessRewardModel.from_backbone(half.backbone, n_layers=half.n_layers)
+    resumed_trainer = Trainer(model2, tr, va, half, out_dir=tmp_path / "resumed", progress=False)
+    assert resumed_trainer.resume() and resumed_trainer.step == 15
+    resumed = resumed_trainer.fit()
+    assert resumed.history[-1]["step"] == 30
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], abs=1e-5)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train(dataclasses.replace(TINY, max_steps=16), out_dir=tmp_path, progress=False)
+    other = dataclasses.replace(TINY, lr=0.5)
+    model = ProcessRewardModel.from_backbone(other.backbone)
+    tr, va = build_data(other)
+    with pytest.raises(ValueError, match="different training config"):
+        Trainer(model, tr, va, other, out_dir=tmp_path, progress=False).resume()
+
+
+def test_batches_cover_every_sample_once_per_epoch_and_group_lengths():
+    lengths = [((i * 37) % 90) + 10 for i in range(500)]
+    batches = length_bucketed_batches(lengths, 16, seed=0, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 10  # sorted within windows: little padding
+    assert batches != length_bucketed_batches(lengths, 16, seed=0, epoch=1)
+
+
+def test_orm_reads_only_the_last_step():
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    assert last_step_mask(mask).tolist() == [[False, False, True], [True, False, False]]
+    result = train(preset("tiny-orm"), progress=False)
+    assert "outcome_auroc" in result.final
+
+
+def test_zoo_trains_once_then_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRM_LIB_CACHE", str(tmp_path))
+    model, metrics = load_or_train("tiny", progress=False)
+    (folder,) = list((tmp_path / "zoo").iterdir())
+    assert folder.name == f"tiny-{config_hash(TINY)}"
+    stamp = (folder / "metrics.json").stat().st_mtime_ns
+    again, metrics2 = load_or_train("tiny", progress=False)
+    assert (folder / "metrics.json").stat().st_mtime_ns == stamp and metrics2 == metrics
+    items = [("Sam has 3 coins. Sam gets 2 more. How many coins does Sam have now?", ["After getting 2 more: 3 + 2 = 5.", "The answer is 5."])]
+    assert again.score_batch(items) == model.score_batch(items)
+
+
+def test_config_hash_changes_with_any_setting():
+    assert config_hash(TINY) != config_hash(dataclasses.replace(TINY, lr=TINY.lr * 2))
+    assert config_hash(TINY) == config_hash(preset("tiny"))
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="objective must be"):
+        TrainConfig(objective="dpo")
+    with pytest.raises(ValueError, match="max_steps must be at least 1"):
+        TrainConfig(max_steps=0)
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        preset("huge")
+
+
+def test_cli_train_writes_a_loadable_checkpoint_and_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(["train", "--preset", "tiny", "--out", str(out), "--max-steps", "10", "--eval-every", "5", "--no-progress"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["max_steps"] == 10 and len(metrics["history"]) == 10
+    assert line["step"] == 10
+    prm = ProcessRewardModel.load(out)
+    assert len(prm.score("P?", ["a.", "b."])) == 2
+
+
+def test_cli_help_documents_presets_and_every_option(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = capsys.readouterr().out
+    for name in PRESETS:
+        assert name in text
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in text
+
+
+def test_cli_convert(tmp_path, capsys):
+    from pathlib import Path
+
+    src = Path(__file__).parent / "fixtures" / "math_shepherd.jsonl"
+    assert cli(["convert", str(src), str(tmp_path / "o.jsonl"), "--from", "math-shepherd", "--to", "trl"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 2
+
+
+def test_cli_reports_bad_input_clearly(tmp_path, capsys):
+    assert cli(["score", "--checkpoint", str(tmp_path), "--problem", "P?", "--step", "a."]) == 2
+    assert "prm_config.json is missing" in capsys.readouterr().err
