@@ -10,13 +10,13 @@ BIN    := $(VENV)/bin
 QUIET  := 2>&1 | { grep -v '^WARNING: Location' || true; }
 # Offline by design: backbones come from PyPI packages, never from a model hub.
 # Progress bars off in builds and tests (readers still get them); PYTHONHASHSEED for determinism.
+# (No MPLBACKEND here: it would override the notebooks' inline backend and drop every figure.)
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export TQDM_DISABLE=1
 export HF_HUB_DISABLE_PROGRESS_BARS=1
 export TOKENIZERS_PARALLELISM=false
 export PYTHONHASHSEED=0
-export MPLBACKEND=Agg
 
 .PHONY: setup test unit nbval book book-check notebooks bench clean
 setup: $(VENV)/.installed

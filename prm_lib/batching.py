@@ -95,7 +95,8 @@ class BatchPolicy:
     @staticmethod
     def for_device(device: torch.device) -> "BatchPolicy":
         if device.type == "cuda":
-            return BatchPolicy(max_tokens=65536, max_padding=0.25, max_batch=512)
+            # H100, Qwen2.5-0.5B shape, 512 solutions: <= 64 rows 0.189 s, <= 256 rows 0.220 s, <= 512 rows 0.275 s
+            return BatchPolicy(max_tokens=65536, max_padding=0.25, max_batch=64)
         # CPU/MPS: padding is pure loss; group only near-equal lengths, in small batches.
         return BatchPolicy(max_tokens=2048, max_padding=0.05, max_batch=16)
 

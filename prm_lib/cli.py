@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from .train import TrainConfig
 

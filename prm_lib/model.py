@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE, ensure_pad_token, load_backbone, resolve_device
+from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
 from .batching import Batch, BatchPolicy, collate, plan_batches
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
 
@@ -131,15 +132,20 @@ class ProcessRewardModel(nn.Module):
         results: list[list[float]] = [[] for _ in encoded]
         batches = plan_batches([len(e) for e in encoded], policy)
         if progress:
-            from tqdm.auto import tqdm
+            from .progress import progress as progress_bar
 
-            batches = tqdm(batches, desc="scoring", unit="batch")
+            batches = progress_bar(batches, desc="scoring", unit="batch")
         try:
+            # Probabilities stay on the device until every batch is launched: one copy at the end
+            # instead of a sync per batch, so the CPU collates batch i+1 while the GPU runs batch i.
+            pending = []
             for idx in batches:
                 batch = self.collate([encoded[i] for i in idx], padding_side)
-                probs = torch.sigmoid(self(batch)).masked_fill(~batch.step_mask, float("nan")).cpu()
+                pending.append((idx, torch.sigmoid(self(batch)).masked_fill(~batch.step_mask, float("nan"))))
+            for idx, probs in pending:
+                rows = probs.cpu().tolist()
                 for row, i in enumerate(idx):
-                    scored = probs[row, : encoded[i].n_scored].tolist()
+                    scored = rows[row][: encoded[i].n_scored]
                     results[i] = scored + [float("nan")] * (encoded[i].n_steps - len(scored))
         finally:
             self.train(was_training)
@@ -190,8 +196,6 @@ class ProcessRewardModel(nn.Module):
         if self.backbone_is_pretrained():
             config["backbone_weights"] = None
             if (directory / BACKBONE_DIR).exists():
-                import shutil
-
                 shutil.rmtree(directory / BACKBONE_DIR)
         else:
             config["backbone_weights"] = BACKBONE_DIR
@@ -224,8 +228,6 @@ class ProcessRewardModel(nn.Module):
             from transformers import AutoModel, AutoTokenizer
 
             dev = resolve_device(device)
-            from .backbones import default_dtype
-
             body = AutoModel.from_pretrained(directory / config["backbone_weights"], dtype=dtype or default_dtype(dev))
             tokenizer = AutoTokenizer.from_pretrained(directory / config["backbone_weights"])
             prm = cls(body.to(dev).eval(), tokenizer, backbone_name=None, **settings)

@@ -277,9 +277,9 @@ class Trainer:
         self.resume()
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from .progress import progress
 
-            bar = tqdm(total=c.max_steps, initial=self.step, desc=f"training {c.objective.upper()}", unit="step")
+            bar = progress(total=c.max_steps, initial=self.step, desc=f"training {c.objective.upper()}", unit="step")
         start = time.perf_counter() - self.result.seconds
         save_every = c.save_every or c.eval_every
         while self.step < c.max_steps:
@@ -302,7 +302,7 @@ class Trainer:
                 if bar is not None:
                     key = "outcome_auroc" if c.objective == "orm" else "step_auroc"
                     bar.set_postfix(loss=f"{entry['loss']:.3f}", **{key: f"{metrics[key]:.3f}"})
-            if self.step % save_every == 0 and self.step < c.max_steps:
+            if self.step % save_every == 0 or self.step == c.max_steps:
                 self.result.seconds = time.perf_counter() - start
                 self.save_checkpoint()
         if bar is not None:

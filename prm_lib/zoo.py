@@ -26,7 +26,7 @@ from .train import TrainConfig, train
 # Chosen by measurement on the 2-core CPU (chapter 5 tells the story): 8 of 30 layers, short
 # solutions (half seed-style "What is 9 × 2?", half word problems of 1-2 operations), 60% with an error.
 _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_steps=20, batch_size=8,
-            max_steps=500, n_train=5000, n_val=300, eval_every=125, max_ops=2, error_rate=0.6, direct_rate=0.5)
+            max_steps=560, n_train=5000, n_val=200, eval_every=140, max_ops=2, error_rate=0.6, direct_rate=0.5)
 
 PRESETS: dict[str, TrainConfig] = {
     # The course's PRM: SmolLM2-135M cut to 8 layers, trained on CPU in under 10 minutes (2 cores).
@@ -45,7 +45,7 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 PRESET_HELP = {
-    "cpu": "the course's PRM: smollm2-135m (first 8 layers), 500 steps of 8, under 10 min on 2 CPU cores",
+    "cpu": "the course's PRM: smollm2-135m (first 8 layers), 560 steps of 8, under 10 min on 2 CPU cores",
     "cpu-orm": "ORM baseline with the cpu preset's backbone, data and budget (outcome labels only)",
     "tiny": "tiny random Qwen2, 30 steps: seconds; for tests",
     "tiny-orm": "tiny random Qwen2 ORM, 30 steps: seconds; for tests",

@@ -59,10 +59,21 @@ def test_mix_of_kinds_and_lengths():
 
 
 def test_parse_problem_inverts_text():
-    for p in problems(200, seed=5, split=None):
+    for p in problems(200, seed=5, split=None, direct_rate=0.5):
         assert parse_problem(p.text) == p
+    assert parse_problem("What is 9 × 2?").answer == 18
     with pytest.raises(ValueError, match="not a synthetic problem"):
-        parse_problem("What is 2 + 2?")
+        parse_problem("How many legs does a spider have?")
+
+
+def test_seed_style_problems_are_solved_in_the_seed_style():
+    import random
+
+    p = parse_problem("What is 9 × 2?")
+    s = solve(p, random.Random(0), error="arithmetic_slip")
+    assert s.steps[0] == "I need to multiply 9 by 2."
+    assert s.steps[1].startswith("9 × 2 = ") and s.steps[1] != "9 × 2 = 18."
+    assert s.labels == [1, -1, -1] and s.meta["direct"]
 
 
 @pytest.mark.parametrize("text", ["12", "12.0", "$12$", "The answer is 12.", "\\boxed{12}", "so the answer is: 12"])

@@ -30,23 +30,30 @@ def test_deterministic_from_a_seed():
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
-    full = train(TINY, out_dir=tmp_path / "full", progress=False)
-    # stop after 15 steps (a checkpoint is written at every evaluation), then resume to 30
-    half = dataclasses.replace(TINY)
-    torch.manual_seed(half.seed)
-    model = ProcessRewardModel.from_backbone(half.backbone, n_layers=half.n_layers)
-    tr, va = build_data(half)
-    trainer = Trainer(model, tr, va, half, out_dir=tmp_path / "resumed", progress=False)
-    trainer.config = dataclasses.replace(half, max_steps=16)  # runs past the step-15 checkpoint, then "crashes"
-    trainer.fit()
-    trainer.config = half
-    torch.manual_seed(half.seed)
-    model2 = ProcessRewardModel.from_backbone(half.backbone, n_layers=half.n_layers)
-    resumed_trainer = Trainer(model2, tr, va, half, out_dir=tmp_path / "resumed", progress=False)
-    assert resumed_trainer.resume() and resumed_trainer.step == 15
-    resumed = resumed_trainer.fit()
+    config = dataclasses.replace(TINY, save_every=5)
+    full = train(config, progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash(step, metrics):  # dies at the step-15 evaluation, before that step's checkpoint
+        raise Crash
+
+    tr, va = build_data(config)
+    torch.manual_seed(config.seed)
+    model = ProcessRewardModel.from_backbone(config.backbone, n_layers=config.n_layers)
+    with pytest.raises(Crash):
+        Trainer(model, tr, va, config, out_dir=tmp_path, progress=False, on_eval=crash).fit()
+    torch.manual_seed(config.seed)
+    fresh = ProcessRewardModel.from_backbone(config.backbone, n_layers=config.n_layers)
+    trainer = Trainer(fresh, tr, va, config, out_dir=tmp_path, progress=False)
+    assert trainer.resume() and trainer.step == 10
+    resumed = trainer.fit()
     assert resumed.history[-1]["step"] == 30
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], abs=1e-5)
+    # a finished run resumes at its end and trains no further
+    again = Trainer(ProcessRewardModel.from_backbone(config.backbone), tr, va, config, out_dir=tmp_path, progress=False)
+    assert again.resume() and again.step == 30
 
 
 def test_resume_refuses_a_different_config(tmp_path):
