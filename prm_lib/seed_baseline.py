@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .batching import Batch
 
@@ -40,19 +41,25 @@ def seed_find_step_positions(input_ids: torch.Tensor, tokenizer: Any, separator:
     return positions
 
 
-@torch.inference_mode()
-def seed_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[float], list[int]]:
-    """Score one solution the seed's way with ``prm``'s backbone and head: (probabilities, positions)."""
+def seed_batch(prm: Any, problem: str, steps: Sequence[str]) -> Batch:
+    """One solution as the seed fed it: its text format, its step search, batch size 1."""
     ids = prm.tokenizer(seed_format(problem, steps), return_tensors="pt")["input_ids"][0]
     positions = seed_find_step_positions(ids, prm.tokenizer)
     n = len(ids)
-    batch = Batch(
+    return Batch(
         input_ids=ids[None].to(prm.device),
         attention_mask=torch.ones(1, n, dtype=torch.long, device=prm.device),
         position_ids=torch.arange(n, device=prm.device)[None],
         step_positions=torch.tensor([positions], device=prm.device),
         step_mask=torch.ones(1, len(positions), dtype=torch.bool, device=prm.device),
     )
+
+
+@torch.inference_mode()
+def seed_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[float], list[int]]:
+    """Score one solution the seed's way with ``prm``'s backbone and head: (probabilities, positions)."""
+    batch = seed_batch(prm, problem, steps)
+    positions = batch.step_positions[0].tolist()
     probs = torch.sigmoid(prm(batch))[0]
     return [p.item() for p in probs], positions
 
@@ -62,19 +69,8 @@ def seed_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, st
     """One step of the seed's training loop: one sample, the seed's step search, its loss (which
     silently keeps only the first ``min(#positions, #labels)`` labels), an optimizer step.
     Returns (loss, tokens)."""
-    import torch.nn.functional as F
-
     prm.train()
-    ids = prm.tokenizer(seed_format(problem, steps), return_tensors="pt")["input_ids"][0]
-    positions = seed_find_step_positions(ids, prm.tokenizer)
-    n = len(ids)
-    batch = Batch(
-        input_ids=ids[None].to(prm.device),
-        attention_mask=torch.ones(1, n, dtype=torch.long, device=prm.device),
-        position_ids=torch.arange(n, device=prm.device)[None],
-        step_positions=torch.tensor([positions], device=prm.device),
-        step_mask=torch.ones(1, len(positions), dtype=torch.bool, device=prm.device),
-    )
+    batch = seed_batch(prm, problem, steps)
     scores = prm(batch)[0]
     targets = torch.tensor([(label + 1) / 2 for label in labels], device=prm.device, dtype=torch.float32)
     k = min(len(scores), len(targets))  # the seed's silent truncation
@@ -82,7 +78,7 @@ def seed_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, st
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return loss.item(), n
+    return loss.item(), batch.input_ids.shape[1]
 
 
 def seed_training_targets(tokenizer: Any, problem: str, steps: Sequence[str], labels: Sequence[int]) -> list[int]:
