@@ -1,8 +1,12 @@
 """prm_lib: Process Reward Models, the library behind the PRM course.
 
-Modules mirror the chapters: ``steps`` and ``batching`` (where steps end, how
-solutions are batched), ``backbones`` and ``model`` (the PRM itself),
-``seed_baseline`` (the seed tutorial's method, kept to show where it fails).
+Modules mirror the chapters:
+
+* chapter 2: ``steps`` (where steps end), ``batching``, ``backbones``, ``model`` (the PRM);
+* chapter 3: ``data`` (PRMSample and file formats), ``synthetic``, ``monte_carlo``, ``answers``;
+* chapter 4: ``loss``;
+* chapter 5: ``train``, ``metrics``, ``zoo`` (trained presets), ``cli`` (``python -m prm_lib``);
+* ``seed_baseline``: the seed tutorial's method, kept to measure where it fails; ``progress``.
 """
 
 __version__ = "0.1.0"
