@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .steps import DEFAULT_SEPARATOR, validate_solution
+from .steps import validate_solution
 
 
 def label_to_target(label: float) -> float:
@@ -35,7 +35,8 @@ class PRMSample:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        validate_solution(self.problem, self.steps, self.labels, separator=DEFAULT_SEPARATOR)
+        # The separator is the model's formatting choice; encode_solution checks it against the one in use.
+        validate_solution(self.problem, self.steps, self.labels, separator=None)
         for i, lab in enumerate(self.labels):
             try:
                 label_to_target(lab)

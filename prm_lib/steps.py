@@ -61,9 +61,12 @@ def validate_solution(
     problem: str,
     steps: Sequence[str],
     labels: Sequence[Label] | None = None,
-    separator: str = DEFAULT_SEPARATOR,
+    separator: str | None = DEFAULT_SEPARATOR,
 ) -> None:
-    """Raise ValueError naming the problem if (problem, steps, labels) cannot be aligned."""
+    """Raise ValueError naming the problem if (problem, steps, labels) cannot be aligned.
+
+    ``separator=None`` skips the separator check (data can be held before a model's format is known).
+    """
     if not isinstance(problem, str):
         raise TypeError(f"problem must be a string, got {type(problem).__name__}")
     if not problem.strip():
@@ -72,14 +75,14 @@ def validate_solution(
         raise TypeError("steps must be a list of strings, got a single string (split it into steps first)")
     if len(steps) == 0:
         raise ValueError("steps is empty: a solution needs at least one step to score")
-    if not separator:
+    if separator is not None and not separator:
         raise ValueError("the step separator is empty")
     for i, step in enumerate(steps):
         if not isinstance(step, str):
             raise TypeError(f"step {i + 1} is a {type(step).__name__}, not a string")
         if not step.strip():
             raise ValueError(f"step {i + 1} of {len(steps)} is empty or whitespace-only")
-        if separator in step:
+        if separator is not None and separator in step:
             raise ValueError(
                 f"step {i + 1} contains the step separator {separator!r}; the model would read a step "
                 f"boundary inside it. Split it into two steps, or replace the separator inside it "

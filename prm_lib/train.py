@@ -155,6 +155,7 @@ class Trainer:
         self.val_enc = self._encode(val) if val else []
         self.val_samples = list(val)
         self.lengths = [len(e) for e in self.train_enc]
+        self._epoch_plan: tuple[int, list[list[int]]] = (-1, [])
         if config.freeze_embeddings:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = list(self.model.value_head.parameters())
@@ -192,7 +193,9 @@ class Trainer:
         """The batch for a global step: a pure function of (seed, step), so a resumed run sees the same data."""
         per_epoch = math.ceil(len(self.lengths) / self.config.batch_size)
         epoch, pos = divmod(step, per_epoch)
-        return length_bucketed_batches(self.lengths, self.config.batch_size, self.config.seed, epoch)[pos]
+        if self._epoch_plan[0] != epoch:  # plan each epoch once, not once per step
+            self._epoch_plan = (epoch, length_bucketed_batches(self.lengths, self.config.batch_size, self.config.seed, epoch))
+        return self._epoch_plan[1][pos]
 
     # -- one step ------------------------------------------------------------------
     def loss_on(self, batch: Batch) -> torch.Tensor:

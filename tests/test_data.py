@@ -119,3 +119,12 @@ def test_label_count_mismatch_in_fixture_file():
 def test_unknown_format():
     with pytest.raises(ValueError, match="unknown format 'csv'"):
         data.read(FIX / "trl.jsonl", "csv")
+
+
+def test_samples_hold_any_step_text_and_encoding_checks_the_separator(qwen_tokenizer):
+    from prm_lib.steps import encode_solution
+
+    s = PRMSample("P?", ["First paragraph.\n\nSecond paragraph.", "Done."], [1, 1])  # loading never depends on the model
+    with pytest.raises(ValueError, match="step 1 contains the step separator"):
+        encode_solution(qwen_tokenizer, s.problem, s.steps)
+    assert encode_solution(qwen_tokenizer, s.problem, s.steps, separator="\n<step>\n").n_scored == 2
