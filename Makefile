@@ -55,6 +55,7 @@ notebooks: setup
 
 bench: setup
 	$(BIN)/python benchmarks/score_throughput.py
+	$(BIN)/python benchmarks/verify_throughput.py
 
 clean:
 	rm -rf _build

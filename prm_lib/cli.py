@@ -1,8 +1,9 @@
-"""Command line: ``python -m prm_lib {train,score,convert} ...``.
+"""Command line: ``python -m prm_lib {train,score,convert,eval} ...``.
 
 ``train --preset NAME --out DIR`` writes a checkpoint that ``ProcessRewardModel.load(DIR)``
 reads and a ``metrics.json``; every ``TrainConfig`` field can be overridden
-(``--max-steps 100``), and ``--help`` lists the presets and every option.
+(``--max-steps 100``), and ``--help`` lists the presets and every option. ``eval --checkpoint DIR --data FILE.jsonl``
+prints ProcessBench-style first-error F1 as one JSON object.
 """
 
 from __future__ import annotations
@@ -109,11 +110,48 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": (_add_train, _run_train), "score": (_add_score, _run_score), "convert": (_add_convert, _run_convert)}
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="first-error F1 of a checkpoint on ProcessBench-style data",
+        description="Score every step of every record of a ProcessBench-style jsonl file (problem, steps, label = "
+                    "index of the first wrong step or -1); predict the first error as the first step whose "
+                    "P(correct) is below a threshold; print one JSON object: f1 (harmonic mean of acc_erroneous and "
+                    "acc_correct), acc_erroneous, acc_correct, threshold, n (records scored), n_skipped and skipped "
+                    "(records that could not be scored, with the reason).",
+    )
+    p.add_argument("--checkpoint", required=True, help="folder written by save() or train")
+    p.add_argument("--data", required=True, help="ProcessBench-style jsonl file to evaluate")
+    fit = p.add_mutually_exclusive_group()
+    fit.add_argument("--threshold", type=float, default=None, help="use this threshold instead of fitting one")
+    fit.add_argument("--fit-data", default=None,
+                     help="fit the threshold on this (validation) file; default: on --data itself, which flatters F1")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar while scoring")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .model import ProcessRewardModel
+    from .verify import evaluate_processbench
+
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold {args.threshold} is not a probability in [0, 1]")
+    prm = ProcessRewardModel.load(args.checkpoint, device=args.device)
+    result = evaluate_processbench(prm, args.data, args.threshold, args.fit_data, progress=args.progress)
+    if result["n_skipped"]:
+        print(f"warning: {result['n_skipped']} of {result['n_records']} records could not be scored "
+              f"(listed under 'skipped'); first: {result['skipped'][0]['where']}: {result['skipped'][0]['reason']}",
+              file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+COMMANDS = {"train": (_add_train, _run_train), "score": (_add_score, _run_score), "convert": (_add_convert, _run_convert),
+            "eval": (_add_eval, _run_eval)}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m prm_lib", description="Process Reward Models: train, score, convert.")
+    parser = argparse.ArgumentParser(prog="python -m prm_lib", description="Process Reward Models: train, score, convert, eval.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(sub)

@@ -81,18 +81,26 @@ class FormatError(ValueError):
     """A record that does not fit its file format; the message names the file and line."""
 
 
-def _records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(path: str | Path, skipped: list[tuple[str, str]] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each non-blank line. With a ``skipped`` list, a line that is not
+    a JSON object is recorded there as (file:line, reason) instead of raising."""
     path = Path(path)
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FormatError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise FormatError(f"{path}:{n}: expected a JSON object, got {type(record).__name__}")
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise FormatError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+                if not isinstance(record, dict):
+                    raise FormatError(f"{path}:{n}: expected a JSON object, got {type(record).__name__}")
+            except FormatError as err:
+                if skipped is None:
+                    raise
+                skipped.append((f"{path}:{n}", str(err).split(": ", 1)[1]))
+                continue
             yield n, record
 
 
@@ -261,22 +269,32 @@ def write_math_shepherd(samples: Sequence[PRMSample], path: str | Path) -> None:
 
 
 # -- ProcessBench: {"problem", "steps", "label": index of the first wrong step or -1} --------------
-def read_processbench(path: str | Path) -> list[PRMSample]:
+def read_processbench(path: str | Path, skipped: list[tuple[str, str]] | None = None) -> list[PRMSample]:
     """ProcessBench labels only the earliest wrong step. Steps after it get -1 here (they build on a
     wrong step), marked ``meta['labels_after_first_error'] = 'assumed'``; train with
-    ``mask_after_first_error=True`` to leave them out."""
+    ``mask_after_first_error=True`` to leave them out.
+
+    A malformed record raises ``FormatError``, or, given a ``skipped`` list, is recorded there
+    as (file:line, reason) and left out, so an evaluation can count what it could not use.
+    """
     out = []
-    for n, r in _records(path):
+    for n, r in _records(path, skipped):
         where = f"{path}:{n}"
-        problem = _field(r, "problem", str, where)
-        steps = _field(r, "steps", list, where)
-        label = _field(r, "label", int, where)
-        if not -1 <= label < len(steps):
-            raise FormatError(f"{where}: label {label} is not -1 or a step index below {len(steps)}")
-        labels = [1] * len(steps) if label == -1 else [1] * label + [-1] * (len(steps) - label)
-        meta = {k: v for k, v in r.items() if k not in ("problem", "steps", "label")}
-        meta["labels_after_first_error"] = "assumed"
-        out.append(_sample(problem, steps, labels, meta, where))
+        try:
+            problem = _field(r, "problem", str, where)
+            steps = _field(r, "steps", list, where)
+            label = _field(r, "label", int, where)
+            if not -1 <= label < len(steps):
+                raise FormatError(f"{where}: label {label} is not -1 or a step index below {len(steps)}")
+            labels = [1] * len(steps) if label == -1 else [1] * label + [-1] * (len(steps) - label)
+            meta = {k: v for k, v in r.items() if k not in ("problem", "steps", "label")}
+            meta["labels_after_first_error"] = "assumed"
+            meta["source_line"] = n
+            out.append(_sample(problem, steps, labels, meta, where))
+        except FormatError as err:
+            if skipped is None:
+                raise
+            skipped.append((where, str(err).split(": ", 1)[1]))
     return out
 
 

@@ -1,4 +1,4 @@
-"""How good is a PRM? Step AUROC, step accuracy, first-error accuracy.
+"""How good is a PRM? Step AUROC, step accuracy, first-error accuracy and F1, calibration.
 
 Chapters 5-7 of the course. All functions take plain Python/numpy data: per-
 solution lists of step probabilities and of targets (1 correct, 0 incorrect),
@@ -8,7 +8,7 @@ so they work on any model's output. NaN probabilities (steps cut by
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -90,3 +90,95 @@ def step_metrics(
         "n_steps": int(len(p)),
         "n_unscored_steps": skipped,
     }
+
+
+# -- ProcessBench-style first-error evaluation (chapter 7) ---------------------------------------
+def predicted_first_errors(probs: Sequence[Sequence[float]], thresholds: Sequence[float]) -> np.ndarray:
+    """(solutions, thresholds) array of predicted first errors, -1 for none, for many thresholds at once.
+
+    The first step below t is the first place where the running minimum of the step
+    probabilities drops below t; the running minimum never rises, so a binary search finds it.
+    """
+    t = np.asarray(thresholds, dtype=np.float64)
+    out = np.empty((len(probs), t.size), dtype=np.int64)
+    for i, p in enumerate(probs):
+        p = np.asarray(p, dtype=np.float64)
+        if p.size == 0:
+            raise ValueError(f"solution {i} has no steps")
+        if np.isnan(p).any():
+            raise ValueError(f"solution {i} has unscored (NaN) steps; its first error cannot be predicted")
+        running_min = np.minimum.accumulate(p)
+        # number of steps whose running minimum is >= t = index of the first step below t
+        k = p.size - np.searchsorted(running_min[::-1], t, side="left")
+        out[i] = np.where(k < p.size, k, -1)
+    return out
+
+
+def first_error_scores(
+    probs: Sequence[Sequence[float]],
+    first_errors: Sequence[int],
+    threshold: float | Sequence[float] = 0.5,
+) -> dict[str, float]:
+    """ProcessBench's metric: accuracy on erroneous solutions (exact first-error index), on correct
+    ones (predicts no error), and F1, their harmonic mean. ``first_errors`` holds -1 for correct."""
+    scores = _first_error_table(probs, first_errors, [float(threshold)])
+    return {k: (float(v[0]) if isinstance(v, np.ndarray) else v) for k, v in scores.items()}
+
+
+def _first_error_table(probs, first_errors, thresholds) -> dict[str, Any]:
+    truth = np.asarray(first_errors, dtype=np.int64)
+    if len(probs) != truth.size:
+        raise ValueError(f"{len(probs)} scored solutions for {truth.size} first-error labels")
+    for i, (p, e) in enumerate(zip(probs, truth)):
+        if not -1 <= e < len(p):
+            raise ValueError(f"solution {i}: first error {e} is not -1 or a step index below {len(p)}")
+    erroneous, correct = truth >= 0, truth < 0
+    if not erroneous.any() or not correct.any():
+        raise ValueError(f"need erroneous and correct solutions; got {int(erroneous.sum())} and {int(correct.sum())}")
+    pred = predicted_first_errors(probs, thresholds)
+    hit = pred == truth[:, None]
+    acc_err, acc_ok = hit[erroneous].mean(axis=0), hit[correct].mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(acc_err + acc_ok > 0, 2 * acc_err * acc_ok / (acc_err + acc_ok), 0.0)
+    return {"f1": f1, "acc_erroneous": acc_err, "acc_correct": acc_ok, "threshold": np.asarray(thresholds, dtype=np.float64),
+            "n": int(truth.size), "n_erroneous": int(erroneous.sum()), "n_correct": int(correct.sum())}
+
+
+THRESHOLD_GRID = tuple(round(0.005 * k, 3) for k in range(1, 200))  # 0.005 .. 0.995
+
+
+def fit_threshold(
+    probs: Sequence[Sequence[float]],
+    first_errors: Sequence[int],
+    grid: Sequence[float] = THRESHOLD_GRID,
+) -> dict[str, float]:
+    """The threshold with the best first-error F1 on these (validation) solutions, and its scores.
+
+    Ties go to the threshold nearest 0.5. Fit on a validation split and report on a test split:
+    fitting on the test data itself overstates F1 (ProcessBench fits on a validation set too).
+    """
+    table = _first_error_table(probs, first_errors, grid)
+    f1 = table["f1"]
+    best = np.flatnonzero(f1 == f1.max())
+    j = best[np.argmin(np.abs(np.asarray(grid)[best] - 0.5))]
+    return {k: (float(v[j]) if isinstance(v, np.ndarray) else v) for k, v in table.items()}
+
+
+def calibration_bins(probs: Sequence[float], targets: Sequence[float], n_bins: int = 10) -> dict[str, Any]:
+    """Reliability table: per equal-width probability bin, the mean prediction, the observed rate
+    of correct steps and the count; plus the expected calibration error (count-weighted gap)."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = (np.asarray(targets, dtype=np.float64) >= 0.5).astype(np.float64)
+    if p.shape != y.shape or p.size == 0:
+        raise ValueError(f"{p.size} probabilities for {y.size} targets")
+    if np.isnan(p).any():
+        raise ValueError("probabilities contain NaN; drop unscored steps first (see flatten_steps)")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        mean_p = np.bincount(which, weights=p, minlength=n_bins) / count
+        rate = np.bincount(which, weights=y, minlength=n_bins) / count
+    filled = count > 0
+    ece = float(np.sum(count[filled] * np.abs(mean_p[filled] - rate[filled])) / p.size)
+    return {"edges": edges, "mean_prob": mean_p, "observed": rate, "count": count, "ece": ece}

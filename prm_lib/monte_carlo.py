@@ -26,7 +26,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from .answers import extract_final_answer, normalize_answer
-from .synthetic import Problem, _op_step, _slip, parse_problem
+from .synthetic import DIRECT_INTRO, Problem, _op_step, _slip, parse_problem, wrong_step
 
 
 class Policy(Protocol):
@@ -46,11 +46,19 @@ class SimulatedPolicy:
     Each remaining operation is slipped (off by 1, 2 or 10) with ``step_error_rate``, and so is
     the final answer. Continuing from a wrong value, it notices and recomputes with
     ``recover_rate`` (that is what makes wrong steps look right to Monte Carlo labels).
+
+    Slips are random, so samples that slip rarely agree on a wrong answer and a majority vote
+    outvotes them. Real models also err *systematically*: they misread the same problem the same
+    way in sample after sample. ``misread_rate`` > 0 adds that: each problem gets one fixed
+    misreading (a wrong operation or a wrong number at one step, drawn from the problem's text
+    and ``seed``) and a difficulty, uniform in [0, ``misread_rate``], the chance that a sample
+    falls for it. On a problem it is hard on, the wrong answer is the most common one.
     """
 
     step_error_rate: float = 0.15
     recover_rate: float = 0.1
     seed: int = 0
+    misread_rate: float = 0.0
     rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,13 +85,29 @@ class SimulatedPolicy:
             return [[] for _ in range(k)]
         return [self._continue(p, done, value) for _ in range(k)]
 
+    def misreading(self, p: Problem) -> tuple[float, int, str, int]:
+        """This problem's systematic error: (chance a sample makes it, operation index, error kind,
+        seed of the wrong numbers). A pure function of the problem's text and the policy's seed."""
+        h = random.Random(f"misreading|{self.seed}|{p.text}")  # str seeds hash with SHA-512: stable
+        return self.misread_rate * h.random(), h.randrange(len(p.ops)), h.choice(["wrong_operation", "wrong_number"]), h.randrange(2**31)
+
     def _continue(self, p: Problem, done: int, value: int) -> list[str]:
         rng, steps = self.rng, []
         true_values = p.values
         if value != true_values[done] and rng.random() < self.recover_rate:
             value = true_values[done]
             steps.append(f"Wait, that is wrong; recomputing from the start gives {value}.")
-        for op in p.ops[done:]:
+        misread_at = -1
+        if self.misread_rate > 0:
+            chance, at, kind, wrong_seed = self.misreading(p)
+            if at >= done and rng.random() < chance:
+                misread_at = at
+        for k, op in enumerate(p.ops[done:], start=done):
+            if k == misread_at:  # the same wrong step every time: its numbers come from the problem's own seed
+                left, operand, result, shown_kind = wrong_step(op, value, k, kind, random.Random(wrong_seed))
+                steps.append(_op_step(op, left, operand, result, shown_kind, direct=p.direct))
+                value = result
+                continue
             result = op.apply(value)
             if rng.random() < self.step_error_rate:
                 result = _slip(rng, result)
@@ -94,8 +118,17 @@ class SimulatedPolicy:
         return steps
 
     def sample(self, problem: str, n: int) -> list[list[str]]:
-        """``n`` whole solutions (for best-of-N)."""
-        return self.complete(problem, [], n)
+        """``n`` whole solutions (for best-of-N), opening as ``prm_lib.synthetic.solve`` does: a direct
+        problem with "I need to ...", a word problem restating the start half of the time."""
+        p = parse_problem(problem)
+        out = []
+        for _ in range(n):
+            if p.direct:
+                head = [DIRECT_INTRO[p.ops[0].kind].format(a=p.start, b=p.ops[0].operand)]
+            else:
+                head = [f"{p.name} starts with {p.start} {p.item}."] if self.rng.random() < 0.5 else []
+            out.append(head + self._continue(p, 0, p.start))
+        return out
 
 
 class LMPolicy:

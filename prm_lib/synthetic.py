@@ -185,6 +185,30 @@ def _slip(rng: random.Random, value: int) -> int:
     return value + 1
 
 
+def wrong_step(op: Operation, value: int, k: int, error: str, rng: random.Random) -> tuple[int, int, int, str]:
+    """What a step shows when ``error`` strikes operation ``op`` (the ``k``-th) applied to ``value``:
+    (left operand, right operand, result, operation kind). Used by ``solve`` and by the simulated
+    policy's systematic misreadings."""
+    if error == "arithmetic_slip":
+        return (value, op.operand, _slip(rng, op.apply(value)), op.kind)
+    if error == "wrong_operation":
+        alt = {"add": "sub", "sub": "add", "mul": "add", "div": "sub"}[op.kind]
+        if alt == "sub" and op.operand > value:
+            alt = "add"
+        return (value, op.operand, Operation(alt, op.operand).apply(value), alt)
+    if error != "wrong_number":
+        raise ValueError(f"{error!r} is not an error of one operation step")
+    # wrong_number: from the problem (the operand) or from the previous step (the left side)
+    if k > 0 and rng.random() < 0.5:
+        left = _slip(rng, value)
+        return (left, op.operand, Operation(op.kind, op.operand).apply(left), op.kind)
+    low = 2 if op.kind in ("mul", "div") else 1
+    high = value if op.kind == "sub" else op.operand + 3
+    options = [x for x in range(op.operand - 3, op.operand + 4) if low <= x <= high and x != op.operand]
+    operand = rng.choice(options or [op.operand + 1])
+    return (value, operand, Operation(op.kind, operand).apply(value), op.kind)
+
+
 def solve(
     problem: Problem,
     rng: random.Random,
@@ -215,23 +239,7 @@ def solve(
     for k, op in enumerate(problem.ops):
         true_result = op.apply(value)
         if k == error_at:
-            if error == "arithmetic_slip":
-                shown = (value, op.operand, _slip(rng, true_result), op.kind)
-            elif error == "wrong_operation":
-                alt = {"add": "sub", "sub": "add", "mul": "add", "div": "sub"}[op.kind]
-                if alt == "sub" and op.operand > value:
-                    alt = "add"
-                shown = (value, op.operand, Operation(alt, op.operand).apply(value), alt)
-            else:  # wrong_number: from the problem (the operand) or from the previous step (the left side)
-                if k > 0 and rng.random() < 0.5:
-                    left = _slip(rng, value)
-                    shown = (left, op.operand, Operation(op.kind, op.operand).apply(left), op.kind)
-                else:
-                    low = 2 if op.kind in ("mul", "div") else 1
-                    high = value if op.kind == "sub" else op.operand + 3
-                    options = [x for x in range(op.operand - 3, op.operand + 4) if low <= x <= high and x != op.operand]
-                    operand = rng.choice(options or [op.operand + 1])
-                    shown = (value, operand, Operation(op.kind, operand).apply(value), op.kind)
+            shown = wrong_step(op, value, k, error, rng)
             steps.append(_op_step(op, shown[0], shown[1], shown[2], shown[3], problem.direct))
             labels.append(-1)
             if shown[2] == true_result:  # an accidental right value (e.g. 2 + 2 vs 2 × 2): not an error

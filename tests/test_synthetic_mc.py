@@ -109,3 +109,42 @@ def test_monte_carlo_soft_labels_are_fractions_of_k():
 
 def test_split_lines_stops_at_the_answer():
     assert split_lines("7 × 8 = 56\n\nThe answer is 56.\nExtra chatter") == ["7 × 8 = 56", "The answer is 56."]
+
+
+def test_misreadings_are_systematic_per_problem():
+    from collections import Counter
+
+    from prm_lib.answers import extract_final_answer
+    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.synthetic import parse_problem, problems
+
+    policy = SimulatedPolicy(step_error_rate=0.0, misread_rate=1.0, seed=3)
+    hard = []
+    for p in problems(40, seed=1, split="test", max_ops=2):
+        chance, at, kind, _ = policy.misreading(p)
+        assert 0.0 <= chance <= 1.0 and 0 <= at < len(p.ops) and kind in ("wrong_operation", "wrong_number")
+        assert policy.misreading(parse_problem(p.text)) == policy.misreading(p)  # a pure function of the text
+        answers = Counter(extract_final_answer(s) for s in policy.sample(p.text, 40))
+        wrong = {a: n for a, n in answers.items() if a != str(p.answer)}
+        assert len(wrong) <= 1  # without slips, every wrong sample is the same misreading
+        if chance > 0.75 and wrong:
+            hard.append(max(wrong.values()) > answers.get(str(p.answer), 0))
+    assert hard and sum(hard) >= len(hard) / 2  # on hard problems the misreading is usually the most common answer
+    # misread_rate 0 draws nothing extra: the same stream as a policy without the option
+    a, b = SimulatedPolicy(seed=5), SimulatedPolicy(seed=5, misread_rate=0.0)
+    text = problems(1, seed=2, split="test")[0].text
+    assert a.complete(text, [], 8) == b.complete(text, [], 8)
+
+
+def test_sampled_solutions_open_like_the_generator():
+    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.synthetic import problems
+
+    policy = SimulatedPolicy(seed=0)
+    direct = problems(1, seed=0, split="test", direct_rate=1.0)[0]
+    assert all(s[0].startswith("I need to") for s in policy.sample(direct.text, 5))
+    with pytest.raises(ValueError, match="not an error of one operation step"):
+        from prm_lib.synthetic import Operation, wrong_step
+        import random
+
+        wrong_step(Operation("add", 2), 3, 0, "inconsistent_answer", random.Random(0))

@@ -1,0 +1,35 @@
+"""Figures: each returns a matplotlib Figure with what it promises, and rejects mismatched input."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from prm_lib import plots  # noqa: E402
+
+
+def test_step_scores_marks_the_first_flagged_step_and_unscored_steps():
+    fig = plots.step_scores(["a.", "b.", "c.", "d."], [0.9, 0.3, 0.2, float("nan")], labels=[1, -1, -1, -1])
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert sum("first flagged" in t for t in texts) == 1 and "first flagged" in texts[1]
+    assert "unscored" in texts[3]
+    assert [t.get_text().endswith("[✗]") for t in ax.get_yticklabels()] == [False, True, True, True]
+    assert len(ax.patches) == 4
+    with pytest.raises(ValueError, match="3 steps for 2 probabilities"):
+        plots.step_scores(["a", "b", "c"], [0.1, 0.2])
+
+
+def test_best_of_n_aggregation_and_calibration_figures():
+    fig = plots.best_of_n([1, 2, 4], {"PRM": [0.4, 0.5, 0.6], "pass@N": [0.4, 0.7, 0.9]})
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 and lines[1].get_linestyle() == "--"
+    with pytest.raises(ValueError, match="2 values for 3 values of N"):
+        plots.best_of_n([1, 2, 4], {"PRM": [0.4, 0.5]})
+    fig = plots.aggregation_comparison({"min": 0.8, "last": 0.9})
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["last", "min"]  # best first
+    rng = np.random.default_rng(0)
+    p = rng.random(500)
+    fig = plots.calibration(p, (rng.random(500) < p).astype(float))
+    assert "ECE" in fig.axes[0].get_legend().get_texts()[1].get_text()
