@@ -29,6 +29,9 @@ from .answers import extract_final_answer, normalize_answer
 from .synthetic import DIRECT_INTRO, Problem, _op_step, _slip, parse_problem, wrong_step
 
 
+END_OF_SOLUTION = "(end of solution)"  # what a step-by-step policy proposes when it has nothing more to write
+
+
 class Policy(Protocol):
     def complete(self, problem: str, prefix: Sequence[str], k: int) -> list[list[str]]:
         """``k`` continuations (each a list of further steps) of a solution that starts with ``prefix``."""
@@ -117,6 +120,14 @@ class SimulatedPolicy:
         steps.append(f"The answer is {final}.")
         return steps
 
+    def next_steps(self, problem: str, prefix: Sequence[str], k: int) -> list[str]:
+        """``k`` sampled next steps after ``prefix`` (for step-level search, ``prm_lib.search``)."""
+        p = parse_problem(problem)
+        done, value, answered = self.state_after(p, prefix)
+        if answered:
+            raise ValueError("the solution already states its answer; there is no next step")
+        return [self._continue(p, done, value)[0] for _ in range(k)]
+
     def sample(self, problem: str, n: int) -> list[list[str]]:
         """``n`` whole solutions (for best-of-N), opening as ``prm_lib.synthetic.solve`` does: a direct
         problem with "I need to ...", a word problem restating the start half of the time."""
@@ -139,6 +150,7 @@ class LMPolicy:
         self.model, self.tokenizer = model, tokenizer
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.seed, self.calls = seed, 0
+        self._newline_ids: torch.Tensor | None = None
 
     @classmethod
     def from_backbone(cls, name: str = "smollm2-135m", device: str | None = None, **kwargs: Any) -> "LMPolicy":
@@ -169,6 +181,36 @@ class LMPolicy:
 
     def sample(self, problem: str, n: int) -> list[list[str]]:
         return self.complete(problem, [], n)
+
+    @torch.inference_mode()
+    def next_steps(self, problem: str, prefix: Sequence[str], k: int) -> list[str]:
+        """``k`` sampled next steps, one line each; each sample stops at its first line break
+        (for step-level search, ``prm_lib.search``). A sample that writes nothing more becomes
+        ``END_OF_SOLUTION``, so search sees the solution end rather than lose the sample."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        if self._newline_ids is None:  # every token whose text holds a line break, found once
+            vocab = range(len(self.tokenizer))
+            texts = self.tokenizer.convert_ids_to_tokens(list(vocab))
+            decoded = [self.tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in texts]
+            self._newline_ids = torch.tensor([i for i, t in zip(vocab, decoded) if "\n" in t])
+        newline_ids = self._newline_ids.to(self.model.device)
+
+        class StopAtLineBreak(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+                return torch.isin(input_ids[:, -1], newline_ids)
+
+        enc = self.tokenizer(self.prompt(problem, prefix), return_tensors="pt", add_special_tokens=False)
+        enc = {key: v.to(self.model.device) for key, v in enc.items()}
+        torch.manual_seed(self.seed * 1_000_003 + self.calls)
+        self.calls += 1
+        out = self.model.generate(
+            **enc, do_sample=True, temperature=self.temperature, top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens, num_return_sequences=k,
+            pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([StopAtLineBreak()]),
+        )
+        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [next((line.strip() for line in t.split("\n") if line.strip()), END_OF_SOLUTION) for t in texts]
 
 
 def split_lines(text: str) -> list[str]:

@@ -1,0 +1,121 @@
+"""PRM-guided search: step-level beam search, and best-of-N at the same token budget.
+
+Chapter 8 of the course (the algorithm follows Hugging Face's search-and-learn).
+Best-of-N writes N whole solutions and lets the verifier pick one at the end;
+beam search asks the PRM after *every step* which partial solutions deserve more
+compute:
+
+1. Each of ``n_beams`` partial solutions gets one next step from the policy.
+2. The PRM scores every new step in one batched call (``PRMVerifier``).
+3. Finished solutions (an answer line) leave the beam; of the rest, the best
+   ``n_beams // beam_width`` by their score so far survive, and each is copied
+   ``beam_width`` times so the next round again extends ``n_beams`` of them.
+4. Stop when ``n_beams`` solutions are finished, or after ``max_depth`` rounds.
+
+Compute is counted as generated tokens (every proposed step, kept or pruned), so
+the two methods can be compared at equal budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from .answers import extract_final_answer
+from .monte_carlo import END_OF_SOLUTION
+from .verify import PRMVerifier, select_best, weighted_vote
+
+
+class StepPolicy(Protocol):
+    def next_steps(self, problem: str, prefix: Sequence[str], k: int) -> list[str]:
+        """``k`` sampled next steps of a solution that starts with ``prefix``."""
+        ...
+
+
+def is_final(step: str) -> bool:
+    """A step that states the answer ends a solution, and so does a policy with nothing more to write."""
+    return step == END_OF_SOLUTION or "answer is" in step.lower() or "\\boxed{" in step
+
+
+@dataclass
+class SearchResult:
+    """What one search (or best-of-N run) produced for one problem."""
+
+    solutions: list[list[str]]  # finished candidates (unfinished ones if none finished)
+    scores: list[float]  # the verifier's score of each
+    answers: list[str | None]  # normalised final answers
+    generated_tokens: int  # every generated step, kept or pruned
+    rounds: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # per round: proposals, survivors
+
+    def best_answer(self) -> str | None:
+        return select_best(self.scores, self.answers)
+
+    def weighted_answer(self) -> str | None:
+        return weighted_vote(self.scores, self.answers)
+
+
+def beam_search(
+    problem: str,
+    policy: StepPolicy,
+    verifier: PRMVerifier,
+    count_tokens: Callable[[str], int],
+    n_beams: int = 8,
+    beam_width: int = 2,
+    max_depth: int = 10,
+) -> SearchResult:
+    """Step-level beam search guided by ``verifier`` (see the module docstring)."""
+    if n_beams < 1 or beam_width < 1 or n_beams % beam_width:
+        raise ValueError(f"n_beams ({n_beams}) must be a positive multiple of beam_width ({beam_width})")
+    if max_depth < 1:
+        raise ValueError("max_depth must be at least 1")
+    keep = n_beams // beam_width
+    beams: list[list[str]] = [[] for _ in range(n_beams)]
+    finished: list[tuple[list[str], float]] = []
+    tokens, history = 0, []
+    rounds = 0
+    for rounds in range(1, max_depth + 1):
+        # one proposal per beam: identical prefixes are asked together, so the policy can batch them
+        by_prefix: dict[tuple[str, ...], list[int]] = {}
+        for i, b in enumerate(beams):
+            by_prefix.setdefault(tuple(b), []).append(i)
+        extended: list[list[str]] = [[] for _ in beams]
+        for prefix, idx in by_prefix.items():
+            for i, step in zip(idx, policy.next_steps(problem, list(prefix), len(idx))):
+                extended[i] = list(prefix) + [step]
+                tokens += count_tokens(step)
+        scored = verifier.score_solutions([(problem, s) for s in extended])
+        still_open = []
+        for s in scored:
+            if is_final(s.steps[-1]):
+                finished.append((s.steps, s.score))
+            else:
+                still_open.append(s)
+        history.append({"round": rounds, "proposals": len(extended), "finished": len(finished), "open": len(still_open)})
+        if len(finished) >= n_beams or not still_open:
+            break
+        still_open.sort(key=lambda s: -s.score)
+        survivors = still_open[: min(keep, len(still_open))]
+        beams = [list(survivors[j % len(survivors)].steps) for j in range(n_beams)]  # each survivor, beam_width times
+        beams.sort(key=len)  # copies of one survivor sit together
+    if finished:
+        solutions = [s for s, _ in finished]
+        scores = [sc for _, sc in finished]
+    else:  # nothing finished within max_depth: report the open beams, scored, rather than nothing
+        solutions = [s.steps for s in still_open]
+        scores = [s.score for s in still_open]
+    return SearchResult(solutions, scores, [extract_final_answer(s) for s in solutions], tokens, rounds, history)
+
+
+def best_of_n(
+    problem: str,
+    sample: Callable[[str, int], list[list[str]]],
+    verifier: PRMVerifier,
+    count_tokens: Callable[[str], int],
+    n: int,
+) -> SearchResult:
+    """``n`` whole solutions from ``sample(problem, n)``, all scored by ``verifier``."""
+    solutions = [s if s else ["(no answer)"] for s in sample(problem, n)]
+    scored = verifier.score_solutions([(problem, s) for s in solutions])
+    tokens = sum(count_tokens(step) for s in solutions for step in s)
+    return SearchResult(solutions, [s.score for s in scored], [s.final_answer for s in scored], tokens)
