@@ -97,7 +97,6 @@ def beam_search(
         still_open.sort(key=lambda s: -s.score)
         survivors = still_open[: min(keep, len(still_open))]
         beams = [list(survivors[j % len(survivors)].steps) for j in range(n_beams)]  # each survivor, beam_width times
-        beams.sort(key=len)  # copies of one survivor sit together
     if finished:
         solutions = [s for s, _ in finished]
         scores = [sc for _, sc in finished]
