@@ -1,6 +1,8 @@
-# The two commands of the README, for a fresh machine with Python 3.11:
-#   make book   set up .venv, execute every chapter, render HTML into _build/html
-#   make test   set up .venv, run unit tests, nbval over every chapter, and a book build failing on warnings
+# The commands of the README, for a fresh machine with Python 3.11:
+#   make book           set up .venv, execute every chapter, render HTML into _build/html
+#   make student-book   the student edition (no solutions) into _build/student_src/_build/html
+#   make test           set up .venv, run unit tests, nbval over every chapter, both editions' builds
+#                       failing on warnings, and every page of both opened in headless Chromium
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3.11
@@ -18,7 +20,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS=1
 export TOKENIZERS_PARALLELISM=false
 export PYTHONHASHSEED=0
 
-.PHONY: setup test unit nbval book book-check notebooks bench clean
+.PHONY: setup test unit nbval book book-check student-book browser browser-deps notebooks bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -31,7 +33,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 unit: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --ignore=tests/browser
 
 nbval: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book -q
@@ -42,8 +44,26 @@ book-check: setup
 	sed 's/^  execute_notebooks: force/  execute_notebooks: "off"/' _config.yml > _build/_config_render.yml
 	$(BIN)/jupyter-book build . --config _build/_config_render.yml -W -n --keep-going
 
+# The student edition: solutions removed from the notebooks themselves, stubs shown, stored outputs kept.
+student-book: setup
+	$(BIN)/python -m prm_lib student-edition --out _build/student_src
+	$(BIN)/jupyter-book build _build/student_src -W -n --keep-going
+	@echo "open _build/student_src/_build/html/index.html"
+
+# Debian's Chromium for the browser test (installed when missing and running as root, as in CI).
+browser-deps:
+	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser test needs Chromium: sudo apt-get install chromium (or set CHROMIUM=/path)"; exit 1; fi; }
+
+# Every page of both built editions in headless Chromium (after book-check and student-book).
+browser: setup browser-deps
+	$(BIN)/python -m pytest tests/browser -q
+
 test: setup
-	$(MAKE) --no-print-directory unit nbval book-check
+	$(MAKE) --no-print-directory unit nbval book-check student-book browser
 
 book: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going

@@ -6,6 +6,9 @@ Modules mirror the chapters:
 * chapter 3: ``data`` (PRMSample and file formats), ``synthetic``, ``monte_carlo``, ``answers``;
 * chapter 4: ``loss``;
 * chapter 5: ``train``, ``metrics``, ``zoo`` (trained presets), ``cli`` (``python -m prm_lib``);
+* chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 8: ``search``;
+* appendix B: ``distributed`` (data parallel under accelerate / torchrun);
+* the classroom: ``exercises`` (checks for the code exercises), ``classroom`` (the student edition);
 * ``seed_baseline``: the seed tutorial's method, kept to measure where it fails; ``progress``.
 """
 

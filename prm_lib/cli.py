@@ -1,4 +1,4 @@
-"""Command line: ``python -m prm_lib {train,score,convert,eval} ...``.
+"""Command line: ``python -m prm_lib {train,score,convert,eval,export,student-edition} ...``.
 
 ``train --preset NAME --out DIR`` writes a checkpoint that ``ProcessRewardModel.load(DIR)``
 reads and a ``metrics.json``; every ``TrainConfig`` field can be overridden
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -68,6 +69,8 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     config = dataclasses.replace(config, **overrides)
     result = train(config, out_dir=args.out, progress=not args.no_progress, device=args.device)
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun, rank 0 reports
+        return 0
     print(json.dumps({"out": args.out, "train_seconds": round(result.seconds, 1), **result.final}))
     return 0
 
@@ -146,8 +149,59 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from .data import FORMATS
+    from .zoo import PRESETS
+
+    p = sub.add_parser("export", help="write a preset's synthetic train/validation data to files (e.g. for TRL)",
+                       description="Generate the synthetic training and validation sets a preset trains on and write "
+                                   "them as OUT/train.jsonl and OUT/validation.jsonl in a format of your choice; "
+                                   "--format trl gives TRL's stepwise-supervision format (prompt, completions, "
+                                   "labels) that trl.PRMTrainer reads.")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="whose data (default: cpu)")
+    p.add_argument("--format", default="trl", choices=FORMATS, help="file format (default: trl)")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import write
+    from .train import build_data
+    from .zoo import preset
+
+    train_set, val_set = build_data(preset(args.preset))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ext = "txt" if args.format == "math-shepherd" else "jsonl"
+    for name, samples in (("train", train_set), ("validation", val_set)):
+        write(samples, out / f"{name}.{ext}", args.format)
+    print(json.dumps({"out": str(out), "format": args.format, "train": len(train_set), "validation": len(val_set)}))
+    return 0
+
+
+def _add_student(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("student-edition", help="write the book's student edition (no solutions) as a book source",
+                       description="Copy the book with every worked solution removed from the notebooks and exercise "
+                                   "stubs shown; build it with `jupyter-book build OUT`.")
+    p.add_argument("--root", default=".", help="the repository root (default: .)")
+    p.add_argument("--out", default="_build/student_src", help="where to write it (default: _build/student_src)")
+
+
+def _run_student(args: argparse.Namespace) -> int:
+    from .classroom import build_student_source, exercise_labels
+    import nbformat
+
+    out = build_student_source(args.root, args.out)
+    notebooks = sorted((out / "book").glob("*.ipynb"))
+    n = sum(len(exercise_labels(nbformat.read(nb, as_version=4))) for nb in notebooks)
+    print(json.dumps({"out": str(out), "notebooks": len(notebooks), "exercises": n}))
+    return 0
+
+
 COMMANDS = {"train": (_add_train, _run_train), "score": (_add_score, _run_score), "convert": (_add_convert, _run_convert),
-            "eval": (_add_eval, _run_eval)}
+            "eval": (_add_eval, _run_eval), "export": (_add_export, _run_export),
+            "student-edition": (_add_student, _run_student)}
 
 
 def build_parser() -> argparse.ArgumentParser:

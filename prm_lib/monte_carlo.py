@@ -39,6 +39,8 @@ class Policy(Protocol):
 
 
 _RESULT = re.compile(r"=\s*(-?\d+)\.?\s*$")
+_RECOVERY = "Wait, that is wrong; recomputing from the start gives {value}."
+_RECOVERED = re.compile(r"^Wait, that is wrong; recomputing from the start gives (-?\d+)\.$")  # the policy's own fix
 _OPERATION_STEP = re.compile(r"^(After [^:]*: )?-?\d+ [+\-×÷/] \d+ = -?\d+\.$")  # not "Wait, ..." checks
 
 
@@ -76,7 +78,7 @@ class SimulatedPolicy:
                 done += 1
             if step.startswith("The answer is"):
                 answered = True
-            m = _RESULT.search(step)
+            m = _RESULT.search(step) or _RECOVERED.match(step)
             if m:
                 value = int(m.group(1))
         return min(done, len(problem.ops)), value, answered
@@ -99,7 +101,7 @@ class SimulatedPolicy:
         true_values = p.values
         if value != true_values[done] and rng.random() < self.recover_rate:
             value = true_values[done]
-            steps.append(f"Wait, that is wrong; recomputing from the start gives {value}.")
+            steps.append(_RECOVERY.format(value=value))
         misread_at = -1
         if self.misread_rate > 0:
             chance, at, kind, wrong_seed = self.misreading(p)

@@ -46,7 +46,8 @@ class SearchResult:
     answers: list[str | None]  # normalised final answers
     generated_tokens: int  # every generated step, kept or pruned
     rounds: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)  # per round: proposals, survivors
+    # per round: counts, every proposed step with its score ("scored"), and the steps that survived ("kept")
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def best_answer(self) -> str | None:
         return select_best(self.scores, self.answers)
@@ -91,11 +92,14 @@ def beam_search(
                 finished.append((s.steps, s.score))
             else:
                 still_open.append(s)
-        history.append({"round": rounds, "proposals": len(extended), "finished": len(finished), "open": len(still_open)})
+        round_log = {"round": rounds, "proposals": len(extended), "finished": len(finished), "open": len(still_open),
+                     "scored": [(s.steps[-1], s.score) for s in scored], "kept": []}
+        history.append(round_log)
         if len(finished) >= n_beams or not still_open:
             break
-        still_open.sort(key=lambda s: -s.score)
+        still_open.sort(key=lambda s: -s.score)  # stable: among equal scores the earlier beam survives
         survivors = still_open[: min(keep, len(still_open))]
+        round_log["kept"] = [s.steps[-1] for s in survivors]
         beams = [list(survivors[j % len(survivors)].steps) for j in range(n_beams)]  # each survivor, beam_width times
     if finished:
         solutions = [s for s, _ in finished]

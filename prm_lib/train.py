@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .batching import Batch
+from .distributed import SINGLE, ProcessGroup, all_reduce_gradients, all_reduce_sum, broadcast_parameters, device_for, from_environment, shutdown
 from .data import PRMSample
 from .loss import prm_loss
 from .metrics import auroc, step_metrics
@@ -145,12 +146,13 @@ class Trainer:
         out_dir: str | Path | None = None,
         progress: bool = True,
         on_eval: Callable[[int, dict[str, Any]], None] | None = None,
+        group: ProcessGroup = SINGLE,
     ) -> None:
         if not train:
             raise ValueError("no training samples")
-        self.model, self.config = model, config
+        self.model, self.config, self.group = model, config, group
         self.out_dir = Path(out_dir) if out_dir else None
-        self.progress, self.on_eval = progress, on_eval
+        self.progress, self.on_eval = progress and group.is_main, on_eval
         self.train_enc = self._encode(train)
         self.val_enc = self._encode(val) if val else []
         self.val_samples = list(val)
@@ -160,6 +162,7 @@ class Trainer:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = list(self.model.value_head.parameters())
         body = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        broadcast_parameters(self.model.parameters(), group)  # every process starts from rank 0's weights
         fused = self.model.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(
             [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
@@ -210,15 +213,29 @@ class Trainer:
             ranking_weight=c.ranking_weight,
         )
 
-    def train_step(self, batch: Batch) -> torch.Tensor:
-        """Forward, backward, clip, optimizer and scheduler step; returns the (detached) loss."""
+    def batch_weight(self, batch: Batch) -> float:
+        """How many labelled steps the loss averages over (one per solution for an ORM)."""
+        return float(batch.labels.shape[0]) if self.config.objective == "orm" else float(batch.step_mask.sum())
+
+    def train_step(self, batch: Batch | None) -> torch.Tensor:
+        """Forward, backward, (all-reduce,) clip, optimizer and scheduler step; returns the (detached) loss.
+
+        Across processes, ``batch`` is this process's share of the global batch (None if it got
+        none); gradients and the returned loss are those of the whole global batch.
+        """
         self.model.train()
-        loss = self.loss_on(batch)
-        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if batch is None:
+            loss, weight = torch.zeros((), device=self.model.device), 0.0
+        else:
+            loss, weight = self.loss_on(batch), self.batch_weight(batch)
+            loss.backward()
+        if self.group.active:
+            share = weight / max(all_reduce_sum(weight, self.group), 1e-12)
+            all_reduce_gradients(params, share, self.group)
+            loss = torch.tensor(all_reduce_sum(float(loss.detach()) * share, self.group))
         if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(
-                [p for g in self.optimizer.param_groups for p in g["params"]], self.config.grad_clip
-            )
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -235,7 +252,7 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self.group.is_main:
             return
         ckpt = self.out_dir / "checkpoint"
         self.model.save(ckpt)
@@ -286,17 +303,17 @@ class Trainer:
         start = time.perf_counter() - self.result.seconds
         save_every = c.save_every or c.eval_every
         while self.step < c.max_steps:
-            idx = self.batch_at(self.step)
-            batch = self.model.collate([self.train_enc[i] for i in idx], pad_to_multiple_of=self.pad_to_multiple_of)
+            idx = self.batch_at(self.step)[self.group.rank :: self.group.world_size]  # this process's share
+            batch = self.model.collate([self.train_enc[i] for i in idx], pad_to_multiple_of=self.pad_to_multiple_of) if idx else None
             loss = self.train_step(batch)
             self.step += 1
-            self.result.tokens += batch.n_tokens
+            self.result.tokens += int(all_reduce_sum(batch.n_tokens if batch else 0, self.group))
             entry = {"step": self.step, "loss": float(loss), "lr": self.scheduler.get_last_lr()[0]}
             self.result.history.append(entry)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
-            if self.val_enc and (self.step % c.eval_every == 0 or self.step == c.max_steps):
+            if self.val_enc and self.group.is_main and (self.step % c.eval_every == 0 or self.step == c.max_steps):
                 self.result.seconds = time.perf_counter() - start
                 metrics = {"step": self.step, "seconds": round(self.result.seconds, 1), **self.evaluate()}
                 self.result.evals.append(metrics)
@@ -316,7 +333,7 @@ class Trainer:
 
     def write_outputs(self) -> None:
         """The final model (loadable with ``ProcessRewardModel.load(out_dir)``) and ``metrics.json``."""
-        if self.out_dir is None:
+        if self.out_dir is None or not self.group.is_main:
             return
         self.model.save(self.out_dir)
         r = self.result
@@ -330,6 +347,7 @@ class Trainer:
                     "train_seconds": round(r.seconds, 1),
                     "train_tokens": r.tokens,
                     "tokens_per_second": round(r.tokens / r.seconds, 1) if r.seconds else None,
+                    "world_size": self.group.world_size,
                 },
                 indent=1,
             )
@@ -350,11 +368,17 @@ def build_data(config: TrainConfig) -> tuple[list[PRMSample], list[PRMSample]]:
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool = True,
           device: str | torch.device | None = None) -> TrainResult:
-    """Build the data and model a config names, train, and (with ``out_dir``) write model and metrics."""
+    """Build the data and model a config names, train, and (with ``out_dir``) write model and metrics.
+
+    Under ``accelerate launch`` or ``torchrun`` this runs data parallel (``prm_lib.distributed``);
+    only rank 0 writes files.
+    """
+    group = from_environment()
     torch.manual_seed(config.seed)
-    model = ProcessRewardModel.from_backbone(config.backbone, device=device, n_layers=config.n_layers)
+    model = ProcessRewardModel.from_backbone(config.backbone, device=device or device_for(group), n_layers=config.n_layers)
     train_set, val_set = build_data(config)
-    trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress)
+    trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, group=group)
     result = trainer.fit()
     trainer.write_outputs()
+    shutdown(group)
     return result

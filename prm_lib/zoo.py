@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .backbones import cache_dir
+from .backbones import DEFAULT_BACKBONE, cache_dir
 from .model import ProcessRewardModel
 from .train import TrainConfig, train
 
@@ -43,6 +45,7 @@ PRESETS: dict[str, TrainConfig] = {
                                     batch_size=32, max_steps=600, n_train=20000, n_val=500, eval_every=100,
                                     warmup_steps=30, freeze_embeddings=False),
 }
+PRESETS["gpu-qwen2.5-0.5b-orm"] = dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"], objective="orm")
 
 PRESET_HELP = {
     "cpu": "the course's PRM: smollm2-135m (first 8 layers), 560 steps of 8, under 10 min on 2 CPU cores",
@@ -50,7 +53,12 @@ PRESET_HELP = {
     "tiny": "tiny random Qwen2, 30 steps: seconds; for tests",
     "tiny-orm": "tiny random Qwen2 ORM, 30 steps: seconds; for tests",
     "gpu-qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B (needs the model hub), 600 steps of 32 on a GPU",
+    "gpu-qwen2.5-0.5b-orm": "ORM baseline with the gpu-qwen2.5-0.5b preset's backbone, data and budget",
 }
+
+# The one switch of the book: chapters train and load their models through course_preset(),
+# which reads this environment variable (unset: the CPU course on smollm2-135m).
+BACKBONE_ENV = "PRM_BACKBONE"
 
 
 def preset(name: str) -> TrainConfig:
@@ -58,6 +66,29 @@ def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return dataclasses.replace(PRESETS[name])
+
+
+def course_backbone() -> str:
+    """The backbone the chapters use: ``$PRM_BACKBONE``, or smollm2-135m when it is unset."""
+    return os.environ.get(BACKBONE_ENV, "").strip() or DEFAULT_BACKBONE
+
+
+def course_preset(objective: str = "prm") -> tuple[str, TrainConfig]:
+    """(name, config) of the model a chapter should load: ``load_or_train(*course_preset())``.
+
+    With the default backbone that is the ``cpu`` preset (``cpu-orm`` for ``objective="orm"``);
+    with any other ``$PRM_BACKBONE`` (``Qwen/Qwen2.5-0.5B`` on a GPU) the ``gpu-qwen2.5-0.5b``
+    recipe on that backbone.
+    """
+    if objective not in ("prm", "orm"):
+        raise ValueError(f"objective must be 'prm' or 'orm', not {objective!r}")
+    backbone = course_backbone()
+    name = "cpu" if backbone == DEFAULT_BACKBONE else "gpu-qwen2.5-0.5b"
+    config = preset(name if objective == "prm" else f"{name}-orm")
+    if backbone != config.backbone:
+        config = dataclasses.replace(config, backbone=backbone)
+        name = f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '-', backbone).strip('-')}"
+    return (name if objective == "prm" else f"{name}-orm"), config
 
 
 def config_hash(config: TrainConfig) -> str:

@@ -82,3 +82,16 @@ def test_lm_policy_proposes_single_line_steps():
     policy.tokenizer.chat_template = policy.tokenizer.chat_template or "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
     steps = policy.next_steps("What is 2 + 3?", ["I need to add 2 and 3."], 3)
     assert len(steps) == 3 and all(s and "\n" not in s for s in steps)
+
+
+def test_next_steps_continue_from_a_recovered_value():
+    # the policy's own "recomputing ... gives N" step has no "=": the next step must start from N
+    policy = SimulatedPolicy(step_error_rate=0.0, seed=0)
+    p = next(q for q in problems(20, seed=5, split="test", max_ops=2, direct_rate=0.0) if len(q.ops) == 2)
+    first = policy.next_steps(p.text, [], 1)[0]
+    wrong_first = re.sub(r"= (-?\d+)\.$", lambda m: f"= {int(m.group(1)) + 1}.", first)
+    recovered = f"Wait, that is wrong; recomputing from the start gives {p.values[1]}."
+    done, value, answered = SimulatedPolicy.state_after(p, [wrong_first, recovered])
+    assert (done, value, answered) == (1, p.values[1], False)
+    nxt = policy.next_steps(p.text, [wrong_first, recovered], 2)
+    assert all(EQUATION.search(s) and int(EQUATION.search(s).group(1)) == p.values[1] for s in nxt)
