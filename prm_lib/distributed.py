@@ -89,10 +89,14 @@ def all_reduce_gradients(params: list[torch.Tensor], share: float, group: Proces
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1).float() for g in grads]) * share
     dist.all_reduce(flat)
+    # a parameter no process used (an unused output layer, say) keeps grad None, as in one process,
+    # so the optimizer leaves it alone instead of applying weight decay to a zero gradient
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=flat.device)
+    dist.all_reduce(used)
     offset = 0
-    for p, g in zip(params, grads):
+    for p, g, u in zip(params, grads, used.tolist()):
         n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype)
+        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype) if u > 0 else None
         offset += n
 
 

@@ -39,7 +39,7 @@ def test_two_processes_under_accelerate_match_one_process(tmp_path):
     p1 = ProcessRewardModel.load(tmp_path / "single", device="cpu")
     p2 = ProcessRewardModel.load(tmp_path / "multi", device="cpu")
     for (name, x), (_, y) in zip(p1.state_dict().items(), p2.state_dict().items()):
-        torch.testing.assert_close(x, y, rtol=1e-3, atol=1e-4, msg=f"{name} differs between 1 and 2 processes")
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=2e-5, msg=f"{name} differs between 1 and 2 processes")
     start = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")  # and training moved them
     assert not torch.allclose(next(start.value_head.parameters()), next(p2.value_head.parameters()))
 
