@@ -81,6 +81,11 @@ def test_reference_solutions_pass_their_checks(source):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_stored_chapters_hold_no_stub_errors(path):
+    assert all(not c.outputs for c in cells_tagged(read(path), STUB_TAG))  # make notebooks clears them
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_stubs_fail_their_checks(path):
     for stub in cells_tagged(read(path), STUB_TAG):
         with pytest.raises(ExerciseFailed, match="not implemented yet"):
