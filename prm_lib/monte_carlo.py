@@ -40,7 +40,8 @@ class Policy(Protocol):
 
 _RESULT = re.compile(r"=\s*(-?\d+)\.?\s*$")
 _RECOVERY = "Wait, that is wrong; recomputing from the start gives {value}."
-_RECOVERED = re.compile(r"^Wait, that is wrong; recomputing from the start gives (-?\d+)\.$")  # the policy's own fix
+# the policy's own fix, read back from a prefix (the same sentence, its number captured)
+_RECOVERED = re.compile("^" + re.escape(_RECOVERY).replace(re.escape("{value}"), r"(-?\d+)") + "$")
 _OPERATION_STEP = re.compile(r"^(After [^:]*: )?-?\d+ [+\-×÷/] \d+ = -?\d+\.$")  # not "Wait, ..." checks
 
 
