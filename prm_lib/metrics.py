@@ -56,6 +56,29 @@ def flatten_steps(probs: Sequence[Sequence[float]], targets: Sequence[Sequence[f
     return np.asarray(p_all), np.asarray(t_all), skipped
 
 
+def auroc_by_error_kind(probs: Sequence[Sequence[float]], samples: Sequence[Any], kinds: Sequence[str]) -> dict[str, float]:
+    """Which errors does a PRM see? For each kind, its first wrong steps against every correct step (AUROC).
+
+    ``samples`` are ``PRMSample``s whose ``meta["error_kind"]`` names the planted error (chapter 3's
+    generator). The extra entry ``"inherited (after the first error)"`` scores the wrong steps that
+    only build on an earlier error. A kind with no wrong step in the data is left out.
+    """
+    if len(probs) != len(samples):
+        raise ValueError(f"{len(probs)} scored solutions for {len(samples)} samples")
+    correct = [p for pr, s in zip(probs, samples) for p, t in zip(pr, s.targets) if t == 1]
+    groups: dict[str, list[float]] = {kind: [] for kind in kinds}
+    inherited = "inherited (after the first error)"
+    groups[inherited] = []
+    for pr, s in zip(probs, samples):
+        if s.first_error < 0:
+            continue
+        kind = s.meta.get("error_kind")
+        if kind in groups and kind != inherited:
+            groups[kind].append(pr[s.first_error])
+        groups[inherited].extend(p for p, t in zip(pr[s.first_error + 1:], s.targets[s.first_error + 1:]) if t == 0)
+    return {kind: auroc(correct + wrong, [1] * len(correct) + [0] * len(wrong)) for kind, wrong in groups.items() if wrong}
+
+
 def predicted_first_error(probs: Sequence[float], threshold: float = 0.5) -> int:
     """Index of the first step with P(correct) below ``threshold``, or -1 if none."""
     for i, p in enumerate(probs):

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from prm_lib.metrics import auroc, flatten_steps, predicted_first_error, step_metrics
+from prm_lib.data import PRMSample
+from prm_lib.metrics import auroc, auroc_by_error_kind, flatten_steps, predicted_first_error, step_metrics
 
 
 def brute_auroc(s, y):
@@ -54,3 +55,21 @@ def test_predicted_first_error():
     assert predicted_first_error([0.9, 0.4, 0.2]) == 1
     assert predicted_first_error([0.9, 0.8]) == -1
     assert predicted_first_error([0.9, 0.8], threshold=0.85) == 1
+
+
+def test_auroc_by_error_kind_by_hand():
+    samples = [
+        PRMSample("p", ["a", "b", "c"], [1, -1, -1], {"error_kind": "slip"}),   # first error at 1, inherited at 2
+        PRMSample("q", ["a", "b"], [-1, -1], {"error_kind": "wrong_operation"}),
+        PRMSample("r", ["a", "b"], [1, 1], {"error_kind": None}),
+    ]
+    probs = [[0.9, 0.7, 0.2], [0.1, 0.95], [0.8, 0.6]]
+    rows = auroc_by_error_kind(probs, samples, ["slip", "wrong_operation", "inconsistent_answer"])
+    correct = [0.9, 0.8, 0.6]
+    assert rows["slip"] == pytest.approx(brute_auroc(correct + [0.7], [1, 1, 1, 0]))  # 0.7 beats 0.6 only: 2/3
+    assert rows["slip"] == pytest.approx(2 / 3)
+    assert rows["wrong_operation"] == 1.0
+    assert rows["inherited (after the first error)"] == pytest.approx(brute_auroc(correct + [0.2, 0.95], [1, 1, 1, 0, 0]))
+    assert "inconsistent_answer" not in rows  # no such error in the data
+    with pytest.raises(ValueError, match="2 scored solutions for 3"):
+        auroc_by_error_kind(probs[:2], samples, ["slip"])
