@@ -1,6 +1,6 @@
 """Can the CPU PRM learn arithmetic slips? Chapter 5's runs F, G and FG, and what the backbone knows. JSON lines.
 
-    python benchmarks/slip_runs.py --run lm preset F G FG    # about 36 minutes on 2 CPU cores
+    python benchmarks/slip_runs.py --run lm preset F G FG G4    # about 66 minutes on 2 CPU cores
 
 The ``cpu`` preset misses arithmetic slips (chapter 5: slip AUROC 0.61; the seed's
 ``9 × 2 = 16`` scores 0.82). These runs test the two cheapest explanations, at the
@@ -23,6 +23,7 @@ written before the per-kind table gained the "inherited" row.
   is seen right and wrong many times. The seed's own test problems (9 × 2, 7 × 8, 12 / 4,
   6 + 4, 15 / 3) are never trained on.
 * ``FG``: both: F's backbone and budget on G's data.
+* ``G4``: G trained four times as long (2,240 steps, about 30 minutes): is it the budget?
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def run_training(name: str) -> dict[str, Any]:
     base = preset("cpu")
     deep = name in ("F", "FG")
     config = dataclasses.replace(base, n_layers=30, max_steps=320, eval_every=80) if deep else base
+    if name == "G4":
+        config = dataclasses.replace(base, max_steps=4 * base.max_steps, eval_every=4 * base.eval_every)
     if name == "F":
         train, val = build_data(config)
     else:
@@ -170,7 +173,7 @@ def run_lm_probe(n: int = 80) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", nargs="+", choices=["lm", "preset", "F", "G", "FG"], default=["lm", "preset", "F", "G", "FG"])
+    parser.add_argument("--run", nargs="+", choices=["lm", "preset", "F", "G", "FG", "G4"], default=["lm", "preset", "F", "G", "FG"])
     args = parser.parse_args()
     for name in args.run:
         start = time.perf_counter()

@@ -66,16 +66,15 @@ def auroc_by_error_kind(probs: Sequence[Sequence[float]], samples: Sequence[Any]
     if len(probs) != len(samples):
         raise ValueError(f"{len(probs)} scored solutions for {len(samples)} samples")
     correct = [p for pr, s in zip(probs, samples) for p, t in zip(pr, s.targets) if t == 1]
-    groups: dict[str, list[float]] = {kind: [] for kind in kinds}
-    inherited = "inherited (after the first error)"
-    groups[inherited] = []
+    first: dict[str, list[float]] = {kind: [] for kind in kinds}
+    inherited: list[float] = []
     for pr, s in zip(probs, samples):
         if s.first_error < 0:
             continue
-        kind = s.meta.get("error_kind")
-        if kind in groups and kind != inherited:
-            groups[kind].append(pr[s.first_error])
-        groups[inherited].extend(p for p, t in zip(pr[s.first_error + 1:], s.targets[s.first_error + 1:]) if t == 0)
+        if s.meta.get("error_kind") in first:
+            first[s.meta["error_kind"]].append(pr[s.first_error])
+        inherited.extend(p for p, t in zip(pr[s.first_error + 1:], s.targets[s.first_error + 1:]) if t == 0)
+    groups = {**first, "inherited (after the first error)": inherited}
     return {kind: auroc(correct + wrong, [1] * len(correct) + [0] * len(wrong)) for kind, wrong in groups.items() if wrong}
 
 
