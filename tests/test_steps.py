@@ -3,7 +3,7 @@
 import warnings
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from prm_lib.steps import encode_solution, encode_solutions, special_prefix_ids
@@ -21,7 +21,8 @@ step_text = (
     .filter(lambda s: s.strip() and "\n\n" not in s)
 )
 steps_strategy = st.lists(step_text, min_size=1, max_size=8)
-PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: CI explores the same 60 examples every run (a clean clone has no example database)
+PROPS = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def check_alignment(tok, problem, steps, enc, separator):
@@ -58,7 +59,13 @@ def test_realistic_steps_decode_back_exactly(tokenizer):
 
 @PROPS
 @given(steps=steps_strategy, problem=step_text)
+@example(steps=["\x16"], problem="7 × 8 = 56")  # SmolLM2's GGUF vocabulary has no token for this control character
 def test_every_step_end_is_found(tokenizer, problem, steps):
+    silent = [i for i, step in enumerate(steps) if not tokenizer(step, add_special_tokens=False)["input_ids"]]
+    if silent:  # a step the tokenizer drops entirely has no end to find: a clear error, never a shifted score
+        with pytest.raises(ValueError, match=f"step {silent[0] + 1} tokenizes to no tokens"):
+            encode_solution(tokenizer, problem, steps)
+        return
     enc = encode_solution(tokenizer, problem, steps)
     check_alignment(tokenizer, problem, steps, enc, "\n\n")
 
