@@ -95,7 +95,7 @@ def measure(model: ProcessRewardModel, config: TrainConfig) -> dict[str, Any]:
     test = synthetic.generate(400, seed=123, split="test", error_rate=config.error_rate, max_ops=config.max_ops,
                               direct_rate=config.direct_rate)
     probs = model.score_batch([s.as_item() for s in test])
-    out: dict[str, Any] = {"test": {k: v for k, v in step_metrics(probs, [s.targets for s in test]).items()}}
+    out: dict[str, Any] = {"test": step_metrics(probs, [s.targets for s in test])}
     out["auroc_by_kind"] = {k: round(v, 4) for k, v in auroc_by_error_kind(probs, test, synthetic.ERROR_KINDS).items()}
     cases = times_table_cases()
     scores = model.score_batch([(p, s) for p, s, _ in cases])
@@ -116,27 +116,33 @@ def run_preset() -> dict[str, Any]:
             **measure(model.eval(), preset("cpu"))}
 
 
+# run -> (config changes to the cpu preset, its data: the preset's or the slip curriculum, frozen layers)
+RUNS: dict[str, tuple[dict[str, Any], str, int]] = {
+    "F": (dict(n_layers=30, max_steps=320, eval_every=80), "preset", 22),
+    "G": ({}, "slip", 0),
+    "FG": (dict(n_layers=30, max_steps=320, eval_every=80), "slip", 22),
+    "G4": (dict(max_steps=2240, eval_every=560), "slip", 0),
+}
+
+
 def run_training(name: str) -> dict[str, Any]:
     base = preset("cpu")
-    deep = name in ("F", "FG")
-    config = dataclasses.replace(base, n_layers=30, max_steps=320, eval_every=80) if deep else base
-    if name == "G4":
-        config = dataclasses.replace(base, max_steps=4 * base.max_steps, eval_every=4 * base.eval_every)
-    if name == "F":
+    changes, data, frozen = RUNS[name]
+    config = dataclasses.replace(base, **changes)
+    if data == "preset":
         train, val = build_data(config)
     else:
         train = slip_curriculum(config.n_train, config.data_seed, "train", config)
         val = slip_curriculum(config.n_val, config.data_seed + 1, "validation", config)
     torch.manual_seed(config.seed)
     model = ProcessRewardModel.from_backbone(config.backbone, n_layers=config.n_layers)
-    if deep:
-        freeze_first_layers(model, 22)  # before the Trainer collects the trainable parameters
+    freeze_first_layers(model, frozen)  # before the Trainer collects the trainable parameters
     result = Trainer(model, train, val, config, progress=True).fit()
     return {
         "run": name,
-        "config": {k: v for k, v in config.to_dict().items() if v != base.to_dict()[k]},
-        "frozen_layers": 22 if deep else 0,
-        "data": "cpu preset" if name == "F" else "slip curriculum (half slips, seed-style problems repeat, seed tests excluded)",
+        "config": changes,
+        "frozen_layers": frozen,
+        "data": "cpu preset" if data == "preset" else "slip curriculum (half slips, seed-style problems repeat, seed tests excluded)",
         "train_seconds": round(result.seconds, 1),
         "tokens_per_second": round(result.tokens / result.seconds, 1),
         "validation_auroc": [(e["step"], round(e["step_auroc"], 4)) for e in result.evals],
@@ -173,7 +179,7 @@ def run_lm_probe(n: int = 80) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", nargs="+", choices=["lm", "preset", "F", "G", "FG", "G4"], default=["lm", "preset", "F", "G", "FG"])
+    parser.add_argument("--run", nargs="+", choices=["lm", "preset", *RUNS], default=["lm", "preset", "F", "G", "FG"])
     args = parser.parse_args()
     for name in args.run:
         start = time.perf_counter()
