@@ -20,7 +20,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS=1
 export TOKENIZERS_PARALLELISM=false
 export PYTHONHASHSEED=0
 
-.PHONY: setup test unit nbval book book-check student-book browser browser-deps notebooks bench clean
+.PHONY: setup test unit nbval robustness book book-check student-book browser browser-deps notebooks bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -37,6 +37,19 @@ unit: setup
 
 nbval: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book -q
+
+# For authors, before recording chapters: nbval against the course's models retrained two other ways,
+# with another training seed and with one CPU thread (each trains once, then is cached apart from
+# the default models). Not part of `make test`: it trains four models (about 40 minutes on 2 cores).
+ONE_THREAD_CACHE ?= $(HOME)/.cache/prm_lib-one-thread
+TRAIN_COURSE_MODELS := from prm_lib.zoo import course_preset, load_or_train; [load_or_train(*course_preset(o)) for o in ("prm", "orm")]
+robustness: setup
+	@echo "== nbval against models trained with PRM_LIB_TRAIN_SEED=1"
+	PRM_LIB_TRAIN_SEED=1 $(BIN)/python -c '$(TRAIN_COURSE_MODELS)'
+	PRM_LIB_TRAIN_SEED=1 $(MAKE) --no-print-directory nbval
+	@echo "== nbval against models trained on one thread (cache: $(ONE_THREAD_CACHE))"
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(BIN)/python -c '$(TRAIN_COURSE_MODELS)'
+	PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(MAKE) --no-print-directory nbval
 
 # Renders the stored (nbval-checked) outputs; fails on any Sphinx warning.
 book-check: setup

@@ -60,6 +60,11 @@ PRESET_HELP = {
 # which reads this environment variable (unset: the CPU course on smollm2-135m).
 BACKBONE_ENV = "PRM_BACKBONE"
 
+# For authors checking that the book's claims hold beyond one trained model: another training seed
+# (head initialisation and batch order; the data stay the same) for every model the zoo trains or loads.
+# It is part of the configuration, so it lands in the hash and never mixes with the default models.
+TRAIN_SEED_ENV = "PRM_LIB_TRAIN_SEED"
+
 
 def preset(name: str) -> TrainConfig:
     """A copy of a named preset's configuration."""
@@ -97,8 +102,21 @@ def config_hash(config: TrainConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def effective_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``$PRM_LIB_TRAIN_SEED`` as its training seed when that variable is set."""
+    value = os.environ.get(TRAIN_SEED_ENV, "").strip()
+    if not value:
+        return config
+    try:
+        seed = int(value)
+    except ValueError:
+        raise ValueError(f"{TRAIN_SEED_ENV} must be an integer training seed, not {value!r}") from None
+    return dataclasses.replace(config, seed=seed)
+
+
 def zoo_path(name: str, config: TrainConfig) -> Path:
-    return cache_dir() / "zoo" / f"{name}-{config_hash(config)}"
+    """Where ``load_or_train(name, config)`` keeps its model (after ``$PRM_LIB_TRAIN_SEED``, if set)."""
+    return cache_dir() / "zoo" / f"{name}-{config_hash(effective_config(config))}"
 
 
 def load_or_train(
@@ -110,8 +128,9 @@ def load_or_train(
     """The trained model of a preset (or of ``config`` under that name) and its ``metrics.json``.
 
     Trains at most once per configuration and library version; later calls load from the cache.
+    With ``$PRM_LIB_TRAIN_SEED`` set, the model is the one trained with that seed instead.
     """
-    config = config or preset(name)
+    config = effective_config(config or preset(name))
     path = zoo_path(name, config)
     if not (path / "metrics.json").exists():
         path.parent.mkdir(parents=True, exist_ok=True)

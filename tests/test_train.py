@@ -9,7 +9,7 @@ import torch
 from prm_lib.cli import main as cli
 from prm_lib.model import ProcessRewardModel
 from prm_lib.train import TrainConfig, Trainer, build_data, last_step_mask, length_bucketed_batches, train
-from prm_lib.zoo import PRESETS, config_hash, load_or_train, preset
+from prm_lib.zoo import PRESETS, config_hash, effective_config, load_or_train, preset, zoo_path
 
 TINY = preset("tiny")
 
@@ -91,6 +91,18 @@ def test_zoo_trains_once_then_loads(tmp_path, monkeypatch):
     assert (folder / "metrics.json").stat().st_mtime_ns == stamp and metrics2 == metrics
     items = [("Sam has 3 coins. Sam gets 2 more. How many coins does Sam have now?", ["After getting 2 more: 3 + 2 = 5.", "The answer is 5."])]
     assert again.score_batch(items) == model.score_batch(items)
+
+
+def test_train_seed_variable_moves_the_zoo_to_another_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRM_LIB_CACHE", str(tmp_path))
+    default = zoo_path("tiny", TINY)
+    monkeypatch.setenv("PRM_LIB_TRAIN_SEED", "1")
+    assert effective_config(TINY).seed == 1 and TINY.seed == 0
+    assert zoo_path("tiny", TINY) == tmp_path / "zoo" / f"tiny-{config_hash(dataclasses.replace(TINY, seed=1))}"
+    assert zoo_path("tiny", TINY) != default
+    monkeypatch.setenv("PRM_LIB_TRAIN_SEED", "one")
+    with pytest.raises(ValueError, match="PRM_LIB_TRAIN_SEED must be an integer"):
+        zoo_path("tiny", TINY)
 
 
 def test_config_hash_changes_with_any_setting():
