@@ -66,6 +66,8 @@ class ProcessRewardModel(nn.Module):
             self.value_head.bias.zero_()
         self.value_head.to(next(self.backbone.parameters()).device)
         self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
+        # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
+        self.implicit_positions: bool | None = None
 
     # -- construction ----------------------------------------------------
     @classmethod
@@ -93,11 +95,19 @@ class ProcessRewardModel(nn.Module):
         With right padding the pads come after every real token, and causal attention never
         looks forward, so no padding mask is needed: the backbone takes its plain causal path
         (flash attention on a GPU). Left padding needs the mask.
+
+        Right-padded rows' real tokens sit at positions 0..n-1 whatever the padding, so on a GPU the
+        positions are left to the backbone (``implicit_positions``): given explicitly, the pads' repeated
+        positions read to transformers as several sequences packed in one row, and it builds a
+        (B, 1, T, T) mask (no flash attention) after reading a GPU value back, a sync in every forward.
+        On the CPU the explicit positions stay, so CPU results are unchanged to the bit.
         """
+        implicit = self.implicit_positions if self.implicit_positions is not None else self.device.type == "cuda"
+        right = batch.padding_side == "right"
         hidden = self.backbone(
             input_ids=batch.input_ids,
-            attention_mask=None if batch.padding_side == "right" else batch.attention_mask,
-            position_ids=batch.position_ids,
+            attention_mask=None if right else batch.attention_mask,
+            position_ids=None if right and implicit else batch.position_ids,
             use_cache=False,
         ).last_hidden_state  # (B, T, H)
         index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
