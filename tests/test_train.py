@@ -139,3 +139,53 @@ def test_cli_convert(tmp_path, capsys):
 def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     assert cli(["score", "--checkpoint", str(tmp_path), "--problem", "P?", "--step", "a."]) == 2
     assert "prm_config.json is missing" in capsys.readouterr().err
+
+
+# ---- GPU options: token-budget batches, and one dynamic-shape compilation ---------------------------------
+@pytest.mark.parametrize("max_tokens, multiple", [(64, 1), (300, 8), (1000, 8), (5, 1)])
+def test_token_budget_batches_cover_every_sample_once_and_keep_the_budget(max_tokens, multiple):
+    from prm_lib.train import token_budget_batches
+
+    rng = __import__("random").Random(0)
+    lengths = [rng.randint(3, 120) for _ in range(500)]
+    batches = token_budget_batches(lengths, max_tokens, seed=0, epoch=0, pad_to_multiple_of=multiple)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        width = -(-max(lengths[i] for i in b) // multiple) * multiple
+        assert len(b) == 1 or len(b) * width <= max_tokens
+    real = sum(lengths)
+    padded = sum(len(b) * -(-max(lengths[i] for i in b) // multiple) * multiple for b in batches)
+    if max_tokens >= 300:
+        assert 1 - real / padded < 0.15  # sorted within windows: little padding
+    assert batches == token_budget_batches(lengths, max_tokens, seed=0, epoch=0, pad_to_multiple_of=multiple)
+    assert batches != token_budget_batches(lengths, max_tokens, seed=0, epoch=1, pad_to_multiple_of=multiple)
+    capped = token_budget_batches(lengths, max_tokens, seed=0, epoch=0, pad_to_multiple_of=multiple, max_batch=3)
+    assert max(len(b) for b in capped) <= 3
+
+
+def test_compiled_training_takes_every_width_in_one_graph(monkeypatch):
+    from torch._dynamo.utils import counters
+
+    import prm_lib.train as train_module
+
+    # aot_eager: dynamo's tracing and autograd's graphs as on a GPU, without generating kernels (seconds on a CPU)
+    monkeypatch.setattr(train_module, "COMPILE_OPTIONS", {"dynamic": True, "backend": "aot_eager"})
+    torch._dynamo.reset()
+    counters.clear()
+    config = dataclasses.replace(TINY, compile=True, n_train=64, n_val=4)
+    torch.manual_seed(0)
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    train_set, val_set = build_data(config)
+    trainer = Trainer(prm, train_set, val_set, config, progress=False)
+    assert trainer.pad_to_multiple_of == 8
+    widths = set()
+    prm.train()  # as train_step sets it (a change of mode is a new graph)
+    for step in range(5):
+        batch = prm.collate([trainer.train_enc[i] for i in trainer.batch_at(step)], pad_to_multiple_of=8)
+        widths.add(batch.input_ids.shape[1])
+        eager = prm(batch)  # the uncompiled model on the same batch
+        compiled = trainer.forward(batch)
+        assert torch.allclose(eager, compiled, atol=1e-5)
+        assert torch.isfinite(trainer.train_step(batch))
+    assert len(widths) > 2 and counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()
