@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared GPU run (the device has torch and transformers, no registry, no model hub), about 5 minutes
-# on an H100: scoring and training throughput on a random-init model of Qwen2.5-0.5B's exact shape in bf16,
+# on an H100 (the parts end within BUDGET seconds, 460 by default): scoring and training throughput on a random-init model of Qwen2.5-0.5B's exact shape in bf16,
 # and the chapters' GPU path end to end through PRM_BACKBONE. Results go to $OUT (or ./gpu_out), one JSON
 # line per part (score, train_eager, train_compile, chapters), profiles in profile.txt, stderr in log.txt;
 # copy them into benchmarks/results/ as <card>_<part>.json (the card: h100 or h200, from gpu.txt).
@@ -27,14 +27,16 @@ else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 fi
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
+BUDGET=${BUDGET:-460}  # seconds for the whole script; the compiled run, last, gets what is left
 run() { name=$1; limit=$2; shift 2; echo "== $name" | tee -a "$LOG"; start=$SECONDS
   timeout "$limit" $PY "$@" 2>>"$LOG" | tee "$OUT/$name.json"; rc=${PIPESTATUS[0]}
   echo "== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$LOG"; }
-run score 150 benchmarks/score_throughput.py $M $DEV --n $N --profile-out "$OUT/profile.txt"
-run train_eager 150 benchmarks/train_throughput.py $Q --batch-size $BATCH --steps $STEPS --seed-steps $SEEDSTEPS \
+run score 120 benchmarks/score_throughput.py $M $DEV --n $N --profile-out "$OUT/profile.txt"
+PRM_BACKBONE=${M#--backbone } run chapters 150 benchmarks/gpu_chapters_check.py $CH
+run train_eager 120 benchmarks/train_throughput.py $Q --batch-size $BATCH --steps $STEPS --seed-steps $SEEDSTEPS \
   --breakdown --compare-explicit --profile-out "$OUT/profile.txt"
-run train_compile 300 benchmarks/train_throughput.py $Q --batch-size $BATCH --steps $STEPS --seed-steps 5 --compile \
+left=$((BUDGET - SECONDS)); [ $left -lt 60 ] && left=60
+run train_compile $left benchmarks/train_throughput.py $Q --batch-size $BATCH --steps $STEPS --seed-steps 5 --compile \
   --breakdown --variants "tokens:$((TOK * 2 / 3)),tokens:$TOK,tokens:$((TOK * 2)),fixed:128"
-PRM_BACKBONE=${M#--backbone } run chapters 200 benchmarks/gpu_chapters_check.py $CH
-tail -5 "$LOG"
+grep -E "^== " "$LOG"
 echo "== total $SECONDS s"

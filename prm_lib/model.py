@@ -36,6 +36,25 @@ def _fingerprint(module: nn.Module) -> list[float]:
         return [float(p.detach().double().sum()) + float(p.detach().double().square().sum()) for p in module.parameters()]
 
 
+def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
+    """``{"full_attention": None}`` if the backbone's forward accepts a prepared mapping of masks per layer
+    type (transformers' Qwen2 and most recent models do) and every layer attends causally over the whole
+    row; else None (the backbone builds its mask itself)."""
+    import inspect
+
+    try:
+        source = inspect.getsource(type(backbone).forward)
+    except (OSError, TypeError):
+        return None
+    config = backbone.config
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if "causal_mask_mapping := attention_mask, dict" not in source or kinds != {"full_attention"}:
+        return None
+    if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
+        return None
+    return {"full_attention": None}
+
+
 class ProcessRewardModel(nn.Module):
     """Backbone + value head; ``score`` returns P(step correct) for every step."""
 
@@ -68,6 +87,7 @@ class ProcessRewardModel(nn.Module):
         self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
         # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
         self.implicit_positions: bool | None = None
+        self._no_mask = _no_mask_mapping(self.backbone)
 
     # -- construction ----------------------------------------------------
     @classmethod
@@ -104,12 +124,18 @@ class ProcessRewardModel(nn.Module):
         """
         implicit = self.implicit_positions if self.implicit_positions is not None else self.device.type == "cuda"
         right = batch.padding_side == "right"
-        hidden = self.backbone(
-            input_ids=batch.input_ids,
-            attention_mask=None if right else batch.attention_mask,
-            position_ids=None if right and implicit else batch.position_ids,
-            use_cache=False,
-        ).last_hidden_state  # (B, T, H)
+        if right and implicit:
+            # A backbone that takes a prepared mask mapping (Qwen2) is told "no mask" outright, so it skips
+            # building one, and with it a look at the positions that reads a GPU value back.
+            hidden = self.backbone(input_ids=batch.input_ids, attention_mask=self._no_mask, position_ids=None,
+                                   use_cache=False).last_hidden_state
+        else:
+            hidden = self.backbone(
+                input_ids=batch.input_ids,
+                attention_mask=None if right else batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+            ).last_hidden_state  # (B, T, H)
         index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
         return self.value_head(step_hidden.float()).squeeze(-1)

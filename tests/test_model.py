@@ -195,26 +195,33 @@ def test_collate_equals_the_per_row_reference(tiny_prm, side, multiple, labels):
 
 
 # ---- positions: explicit on the CPU (unchanged results), left to the backbone where asked (CUDA) ----------
-def _captured_positions(prm, batch):
+def _captured(prm, batch):
     seen = {}
     handle = prm.backbone.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
     try:
         prm(batch)
     finally:
         handle.remove()
-    return seen["position_ids"]
+    return seen
 
 
-def test_cpu_passes_explicit_positions_and_implicit_ones_score_the_same(tiny_prm):
-    batch = tiny_prm.collate(tiny_prm.encode(ITEMS))
-    assert tiny_prm.implicit_positions is None
-    assert torch.equal(_captured_positions(tiny_prm, batch), batch.position_ids)
-    default = tiny_prm.score_batch(ITEMS, policy=WIDE)
+@pytest.mark.parametrize("which", ["tiny", "smollm2"])
+def test_cpu_passes_explicit_positions_and_implicit_ones_score_the_same(which, tiny_prm, smollm2_prm):
+    prm = tiny_prm if which == "tiny" else smollm2_prm
+    batch = prm.collate(prm.encode(ITEMS))
+    assert prm.implicit_positions is None
+    seen = _captured(prm, batch)
+    assert torch.equal(seen["position_ids"], batch.position_ids) and seen["attention_mask"] is None
+    default = prm.score_batch(ITEMS, policy=WIDE)
     try:
-        tiny_prm.implicit_positions = True
-        assert _captured_positions(tiny_prm, batch) is None
-        assert_close(tiny_prm.score_batch(ITEMS, policy=WIDE), default)
-        left = tiny_prm.collate(tiny_prm.encode(ITEMS), padding_side="left")
-        assert torch.equal(_captured_positions(tiny_prm, left), left.position_ids)  # left padding needs them
+        prm.implicit_positions = True  # what CUDA does
+        seen = _captured(prm, batch)
+        assert seen["position_ids"] is None
+        # Qwen2 takes a prepared "no mask" mapping; SmolLM2's Llama class builds its own mask
+        assert seen["attention_mask"] == ({"full_attention": None} if which == "tiny" else None)
+        assert_close(prm.score_batch(ITEMS, policy=WIDE), default)
+        left = prm.collate(prm.encode(ITEMS), padding_side="left")
+        seen = _captured(prm, left)  # left padding needs its positions and mask
+        assert torch.equal(seen["position_ids"], left.position_ids) and torch.equal(seen["attention_mask"], left.attention_mask)
     finally:
-        tiny_prm.implicit_positions = None
+        prm.implicit_positions = None

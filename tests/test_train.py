@@ -163,7 +163,8 @@ def test_token_budget_batches_cover_every_sample_once_and_keep_the_budget(max_to
     assert max(len(b) for b in capped) <= 3
 
 
-def test_compiled_training_takes_every_width_in_one_graph(monkeypatch):
+@pytest.mark.parametrize("implicit", [False, True], ids=["cpu-positions", "cuda-positions"])
+def test_compiled_training_takes_every_width_in_one_graph(monkeypatch, implicit):
     from torch._dynamo.utils import counters
 
     import prm_lib.train as train_module
@@ -175,6 +176,7 @@ def test_compiled_training_takes_every_width_in_one_graph(monkeypatch):
     config = dataclasses.replace(TINY, compile=True, n_train=64, n_val=4)
     torch.manual_seed(0)
     prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    prm.implicit_positions = implicit  # True: the path CUDA takes (no positions, a prepared "no mask")
     train_set, val_set = build_data(config)
     trainer = Trainer(prm, train_set, val_set, config, progress=False)
     assert trainer.pad_to_multiple_of == 8
