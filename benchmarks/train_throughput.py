@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 
 import torch
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--compare-explicit", action="store_true", help="also time with explicit positions (as before)")
     parser.add_argument("--variants", default="", help="comma-separated rows:N, tokens:N, fixed:W (see above)")
     parser.add_argument("--profile-out", default=None, help="append a torch.profiler table of two steps to this file")
+    parser.add_argument("--second-pass", action="store_true",
+                        help="time the same batches again (every shape seen once: the allocator has grown)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -160,6 +163,7 @@ def main() -> None:
             trainer.train_step(collate(trainer.batch_at(step), trainer.pad_to_multiple_of))
     sync(device)
     warmup_s = time.perf_counter() - warm_start
+    print(json.dumps({"partial": "warm-up", "seconds": round(warmup_s, 1)}), file=sys.stderr, flush=True)
     batches = [collate(trainer.batch_at(step), trainer.pad_to_multiple_of) for step in range(3, 3 + args.steps)]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -168,6 +172,11 @@ def main() -> None:
     trainer_tokens = sum(b.n_tokens for b in batches)
     padded_tokens = sum(b.input_ids.numel() for b in batches)
     peak_gb = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    print(json.dumps({"partial": "trainer's batches", **main_run}), file=sys.stderr, flush=True)
+    second = {}
+    if args.second_pass:
+        second = {"second_pass": timed_steps(batches)}
+        print(json.dumps({"partial": "second pass", **second["second_pass"]}), file=sys.stderr, flush=True)
 
     breakdown = {}
     if args.breakdown:
@@ -251,10 +260,12 @@ def main() -> None:
                 multiple = n
             else:
                 raise ValueError(f"unknown variant {spec!r}")
+            plan = [idx for idx in plan if len(idx) > 1]  # a one-row batch is a new graph for torch.compile
             vb = [collate(idx, multiple) for idx in plan[: args.steps + 2]]
             for b in vb[:2]:  # warm-up (a new shape or size may recompile)
                 trainer.train_step(b)
             variants[spec] = timed_steps(vb[2:])
+            print(json.dumps({"partial": spec, **variants[spec]}), file=sys.stderr, flush=True)
         except Exception as err:  # noqa: BLE001 - one failed variant must not lose the others
             variants[spec] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         if device.type == "cuda":
@@ -288,6 +299,7 @@ def main() -> None:
         out["mfu"] = main_run["mfu"]
         out["allocator"] = main_run["allocator"]
         out["peak_memory_gb"] = round(peak_gb, 2)
+    out.update(second)
     out.update(explicit)
     if variants:
         out["variants"] = variants

@@ -189,5 +189,7 @@ def test_compiled_training_takes_every_width_in_one_graph(monkeypatch, implicit)
         compiled = trainer.forward(batch)
         assert torch.allclose(eager, compiled, atol=1e-5)
         assert torch.isfinite(trainer.train_step(batch))
-    assert len(widths) > 2 and counters["stats"]["unique_graphs"] == 1
+    # every width in one graph per block kind: the first block (its input, from the frozen embeddings, needs
+    # no gradient) and all the others
+    assert len(widths) > 2 and counters["stats"]["unique_graphs"] == 2
     torch._dynamo.reset()
