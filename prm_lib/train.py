@@ -213,6 +213,10 @@ class Trainer:
         self.val_samples = list(val)
         self.lengths = [len(e) for e in self.train_enc]
         self._epoch_plan: tuple[int, list[list[int]]] = (-1, [])
+        # GPU option (not part of TrainConfig, so no preset changes): batches of about this many padded
+        # tokens instead of batch_size rows; see batch_at and token_budget_batches.
+        self.tokens_per_batch: int | None = None
+        self._token_plan_sizes: dict[tuple[int, int, int], int] = {}
         if config.freeze_embeddings:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = list(self.model.value_head.parameters())
@@ -251,12 +255,36 @@ class Trainer:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     def batch_at(self, step: int) -> list[int]:
-        """The batch for a global step: a pure function of (seed, step), so a resumed run sees the same data."""
+        """The batch for a global step: a pure function of (seed, step), so a resumed run sees the same data.
+
+        With ``tokens_per_batch`` set (a GPU option, off by default), batches of about that many padded
+        tokens (``token_budget_batches``) instead of ``batch_size`` rows; epochs then differ in length.
+        """
+        if self.tokens_per_batch:
+            epoch, pos = 0, step
+            while pos >= self._token_plan_size(epoch):
+                pos -= self._token_plan_size(epoch)
+                epoch += 1
+            return self._token_plan(epoch)[pos]
         per_epoch = math.ceil(len(self.lengths) / self.config.batch_size)
         epoch, pos = divmod(step, per_epoch)
         if self._epoch_plan[0] != epoch:  # plan each epoch once, not once per step
             self._epoch_plan = (epoch, length_bucketed_batches(self.lengths, self.config.batch_size, self.config.seed, epoch))
         return self._epoch_plan[1][pos]
+
+    def _token_plan(self, epoch: int) -> list[list[int]]:
+        key = (epoch, self.tokens_per_batch, self.pad_to_multiple_of)
+        if self._epoch_plan[0] != key:  # plan each epoch once, not once per step
+            plan = token_budget_batches(self.lengths, self.tokens_per_batch, self.config.seed, epoch, self.pad_to_multiple_of)
+            self._epoch_plan = (key, plan)  # type: ignore[assignment]
+            self._token_plan_sizes[key] = len(plan)
+        return self._epoch_plan[1]
+
+    def _token_plan_size(self, epoch: int) -> int:
+        key = (epoch, self.tokens_per_batch, self.pad_to_multiple_of)
+        if key not in self._token_plan_sizes:
+            self._token_plan(epoch)
+        return self._token_plan_sizes[key]
 
     # -- one step ------------------------------------------------------------------
     def loss_on(self, batch: Batch) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -193,3 +194,27 @@ def test_compiled_training_takes_every_width_in_one_graph(monkeypatch, implicit)
     # no gradient) and all the others
     assert len(widths) > 2 and counters["stats"]["unique_graphs"] == 2
     torch._dynamo.reset()
+
+
+def test_trainer_token_budget_option_covers_each_epoch_and_is_a_pure_function_of_the_step():
+    config = dataclasses.replace(TINY, n_train=120, n_val=8, max_steps=4)
+    torch.manual_seed(0)
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    train_set, val_set = build_data(config)
+    a = Trainer(prm, train_set, val_set, config, progress=False)
+    a.tokens_per_batch = 600
+    b = Trainer(prm, train_set, val_set, config, progress=False)
+    b.tokens_per_batch = 600
+    steps = [a.batch_at(s) for s in range(200)]
+    assert [b.batch_at(s) for s in reversed(range(200))][::-1] == steps  # any order of asking: same batches
+    seen, epochs = [], 0
+    for batch in steps:
+        assert len(batch) == 1 or len(batch) * max(a.lengths[i] for i in batch) <= 600
+        seen.extend(batch)
+        if len(seen) == len(train_set):
+            assert sorted(seen) == list(range(len(train_set)))
+            seen, epochs = [], epochs + 1
+    assert epochs >= 2
+    assert a.batch_at(0) != Trainer(prm, train_set, val_set, config, progress=False).batch_at(0)  # the option is off by default
+    result = a.fit()
+    assert len(result.history) == 4 and all(math.isfinite(h["loss"]) for h in result.history)
