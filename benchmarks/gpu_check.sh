@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# One prepared GPU run (the device has torch and transformers, no registry, no model hub), about 5 minutes
-# on an H100 (the parts end within BUDGET seconds, 460 by default): scoring and training throughput on a random-init model of Qwen2.5-0.5B's exact shape in bf16,
-# and the chapters' GPU path end to end through PRM_BACKBONE. Results go to $OUT (or ./gpu_out), one JSON
+# One prepared GPU run (the device has torch and transformers, no registry, no model hub), about 5-6 minutes
+# on an H100 (the parts end within BUDGET seconds, 460 by default): scoring and training throughput on a
+# random-init model of Qwen2.5-0.5B's exact shape in bf16, and the chapters' GPU path end to end through
+# PRM_BACKBONE. PARTS="score train_compile train_eager" runs some parts only, in that order (the second run
+# recorded in RESULTS.md was this, with BUDGET=230). Results go to $OUT (or ./gpu_out), one JSON
 # line per part (score, train_eager, train_compile, chapters), profiles in profile.txt, stderr in log.txt;
 # copy them into benchmarks/results/ as <card>_<part>.json (the card: h100 or h200, from gpu.txt).
 #   bash benchmarks/gpu_check.sh            # everything
