@@ -10,7 +10,12 @@ Prints one JSON line. Not a test: run it on purpose, on a quiet machine.
 * score_batch: ``ProcessRewardModel.score_batch`` with its default batch policy.
 * bare: only the backbone's forward over exactly the tokens ``score_batch``
   encodes (no tokenization, no head, no gather), under several batchings; the
-  fastest is the reference.
+  fastest is the reference. Positions are passed as ``ProcessRewardModel.forward``
+  passes them (left to the backbone on CUDA).
+
+On CUDA it also times ``score_batch`` under every candidate batching, tokenizing
+alone, and ``score_batch`` with the positions passed explicitly as before
+(``implicit_positions=False``), and can write a profile of one ``score_batch`` call.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=512, help="solutions to score (3-8 steps each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs of each method, best kept (default: 3 on CUDA, 1 on CPU)")
+    parser.add_argument("--profile-out", default=None, help="append a torch.profiler table of one score_batch call to this file")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -78,17 +84,24 @@ def main() -> None:
     seed_s = timed(lambda: [seed_score(prm, p, s) for p, s in items], device)  # slow: timed once
     batch_s = best(lambda: prm.score_batch(items))
 
+    implicit = device.type == "cuda"  # as ProcessRewardModel.forward decides
+
     @torch.inference_mode()
     def bare(policy: BatchPolicy) -> None:
         for idx in plan_batches(lengths, policy):
             b = collate([encoded[i] for i in idx], prm.tokenizer.pad_token_id).to(device)
-            prm.backbone(input_ids=b.input_ids, position_ids=b.position_ids, use_cache=False)  # right padding: no mask, as in forward
+            if implicit:  # as forward does on CUDA: no positions, a prepared "no mask" where the backbone takes one
+                prm.backbone(input_ids=b.input_ids, attention_mask=prm._no_mask, position_ids=None, use_cache=False)
+            else:  # right padding: no mask, as in forward
+                prm.backbone(input_ids=b.input_ids, position_ids=b.position_ids, use_cache=False)
 
     if device.type == "cuda":
         candidates = {
             f"sorted, <= {w} rows, any padding": BatchPolicy(max_tokens=10**9, max_padding=1.0, max_batch=w)
-            for w in (64, 256, 512)
+            for w in (64, 128, 256)
         }
+        for t in (8192, 16384):
+            candidates[f"sorted, <= {t} tokens, any padding"] = BatchPolicy(max_tokens=t, max_padding=1.0, max_batch=512)
     else:
         candidates = {
             "one at a time": BatchPolicy(max_tokens=10**9, max_padding=0.0, max_batch=1),
@@ -101,6 +114,38 @@ def main() -> None:
     bare_times = {name: best(lambda p=p: bare(p)) for name, p in candidates.items()}
     best_name = min(bare_times, key=bare_times.get)
     best_s = bare_times[best_name]
+
+    extra = {}
+    if device.type == "cuda":
+        # where score_batch's time goes: tokenizing alone, and score_batch under each batching
+        extra["encode_s"] = round(min(timed(lambda: prm.encode(items), device) for _ in range(repeats)), 4)
+        encoded_once = prm.encode(items)
+        extra["score_encoded_s"] = round(best(lambda: prm.score_encoded(encoded_once)), 4)
+        extra["score_batch_s_by_policy"] = {name: round(best(lambda p=p: prm.score_batch(items, policy=p)), 4)
+                                            for name, p in candidates.items()}
+        # the positions passed explicitly, as before: transformers reads the pads as packed sequences
+        prm.implicit_positions = False
+        prm.score_batch(items)
+        extra["score_batch_explicit_positions_s"] = round(best(lambda: prm.score_batch(items)), 4)
+        prm.implicit_positions = None
+        with torch.inference_mode():
+            a = prm.score_batch(items[:64])
+            prm.implicit_positions = False
+            b = prm.score_batch(items[:64])
+            prm.implicit_positions = None
+        extra["implicit_vs_explicit_max_abs_diff"] = max(abs(x - y) for r, t in zip(a, b) for x, y in zip(r, t))
+        extra["default_policy"] = str(BatchPolicy.for_device(device))
+        if args.profile_out:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                prm.score_batch(items)
+                sync(device)
+            with open(args.profile_out, "a") as f:
+                f.write("== score_batch, 512 solutions, by self CUDA time\n")
+                f.write(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=20) + "\n")
+                f.write("== score_batch, by self CPU time\n")
+                f.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20) + "\n")
 
     if device.type == "cuda":
         peak_gb = torch.cuda.max_memory_allocated() / 2**30
@@ -129,6 +174,7 @@ def main() -> None:
                 "bare_solutions_per_s": round(len(items) / best_s, 1),
                 "speedup_vs_seed": round(seed_s / batch_s, 2),
                 "score_batch_over_bare": round(batch_s / best_s, 3),
+                **extra,
                 "peak_memory_gb": round(peak_gb, 2),
                 "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process max RSS",
                 "torch": torch.__version__,

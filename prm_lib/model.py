@@ -36,6 +36,25 @@ def _fingerprint(module: nn.Module) -> list[float]:
         return [float(p.detach().double().sum()) + float(p.detach().double().square().sum()) for p in module.parameters()]
 
 
+def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
+    """``{"full_attention": None}`` if the backbone's forward accepts a prepared mapping of masks per layer
+    type (transformers' Qwen2 and most recent models do) and every layer attends causally over the whole
+    row; else None (the backbone builds its mask itself)."""
+    import inspect
+
+    try:
+        source = inspect.getsource(type(backbone).forward)
+    except (OSError, TypeError):
+        return None
+    config = backbone.config
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if "causal_mask_mapping := attention_mask, dict" not in source or kinds != {"full_attention"}:
+        return None
+    if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
+        return None
+    return {"full_attention": None}
+
+
 class ProcessRewardModel(nn.Module):
     """Backbone + value head; ``score`` returns P(step correct) for every step."""
 
@@ -66,6 +85,9 @@ class ProcessRewardModel(nn.Module):
             self.value_head.bias.zero_()
         self.value_head.to(next(self.backbone.parameters()).device)
         self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
+        # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
+        self.implicit_positions: bool | None = None
+        self._no_mask = _no_mask_mapping(self.backbone)
 
     # -- construction ----------------------------------------------------
     @classmethod
@@ -93,13 +115,27 @@ class ProcessRewardModel(nn.Module):
         With right padding the pads come after every real token, and causal attention never
         looks forward, so no padding mask is needed: the backbone takes its plain causal path
         (flash attention on a GPU). Left padding needs the mask.
+
+        Right-padded rows' real tokens sit at positions 0..n-1 whatever the padding, so on a GPU the
+        positions are left to the backbone (``implicit_positions``): given explicitly, the pads' repeated
+        positions read to transformers as several sequences packed in one row, and it builds a
+        (B, 1, T, T) mask (no flash attention) after reading a GPU value back, a sync in every forward.
+        On the CPU the explicit positions stay, so CPU results are unchanged to the bit.
         """
-        hidden = self.backbone(
-            input_ids=batch.input_ids,
-            attention_mask=None if batch.padding_side == "right" else batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
-        ).last_hidden_state  # (B, T, H)
+        implicit = self.implicit_positions if self.implicit_positions is not None else self.device.type == "cuda"
+        right = batch.padding_side == "right"
+        if right and implicit:
+            # A backbone that takes a prepared mask mapping (Qwen2) is told "no mask" outright, so it skips
+            # building one, and with it a look at the positions that reads a GPU value back.
+            hidden = self.backbone(input_ids=batch.input_ids, attention_mask=self._no_mask, position_ids=None,
+                                   use_cache=False).last_hidden_state
+        else:
+            hidden = self.backbone(
+                input_ids=batch.input_ids,
+                attention_mask=None if right else batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+            ).last_hidden_state  # (B, T, H)
         index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
         return self.value_head(step_hidden.float()).squeeze(-1)

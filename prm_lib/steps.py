@@ -108,6 +108,20 @@ def special_prefix_ids(tokenizer: Any) -> list[int]:
     return []
 
 
+def tokenize_pieces(tokenizer: Any, pieces: list[str]) -> list[list[int]]:
+    """Token ids of each text, no special tokens: ``tokenizer(pieces, add_special_tokens=False)["input_ids"]``.
+
+    A fast (Rust) tokenizer is called directly, which gives the same ids and skips building one Python
+    dict per text (a third of the time for the 3,000 pieces of 512 solutions). Not when its backend is
+    set to pad or truncate (a caller of the tokenizer may have left it so): then the ordinary call.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is not None and backend.padding is None and backend.truncation is None:
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        return [e.ids for e in encode(pieces, add_special_tokens=False)]
+    return tokenizer(pieces, add_special_tokens=False)["input_ids"]
+
+
 def encode_solutions(
     tokenizer: Any,
     items: Sequence[tuple[str, Sequence[str]]],
@@ -136,7 +150,7 @@ def encode_solutions(
         pieces.append(problem)
         pieces.extend(steps)
     pieces.append(separator)
-    ids = tokenizer(pieces, add_special_tokens=False)["input_ids"]
+    ids = tokenize_pieces(tokenizer, pieces)
     sep_ids = list(ids.pop())
     if not sep_ids:
         raise ValueError(f"the tokenizer turns the separator {separator!r} into no tokens")

@@ -40,6 +40,27 @@ from .model import ProcessRewardModel
 from .steps import EncodedSolution
 
 
+COMPILE_OPTIONS: dict[str, Any] = {"dynamic": True}  # torch.compile's arguments when config.compile is set
+
+
+def compile_blocks(model: ProcessRewardModel) -> ProcessRewardModel:
+    """``torch.compile`` the backbone's transformer blocks in place (regional compilation), else the whole model.
+
+    The blocks are one class with the same code, so the first one's compilation serves all 24 of
+    Qwen2.5-0.5B's: compiling takes about as long as for one block (15 s of warm-up on an H100),
+    where a run compiling the whole model with dynamic shapes was stopped after 206 s without a
+    result (benchmarks/RESULTS.md). The few
+    operations between blocks (embedding, rotary tables, final norm, value head) stay eager.
+    Returns what to call for a forward pass.
+    """
+    layers = getattr(model.backbone, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+        for layer in layers:
+            layer.compile(**COMPILE_OPTIONS)
+        return model
+    return torch.compile(model, **COMPILE_OPTIONS)
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (its hash names the zoo's cache entry)."""
@@ -64,7 +85,7 @@ class TrainConfig:
     warmup_steps: int = 20
     grad_clip: float = 1.0
     freeze_embeddings: bool = True
-    compile: bool = False  # torch.compile the model (GPU speed; batches padded to a multiple of 16)
+    compile: bool = False  # torch.compile the model (GPU speed; batches padded to a multiple of 8)
     # loss (prm_lib.loss)
     pos_weight: float | None = None
     mask_after_first_error: bool = False
@@ -121,6 +142,40 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, 
     return batches
 
 
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epoch: int,
+                         pad_to_multiple_of: int = 1, max_batch: int | None = None) -> list[list[int]]:
+    """One epoch of batches of about ``max_tokens`` padded tokens each (a GPU option; the CPU presets keep
+    ``length_bucketed_batches``).
+
+    As there, solutions are shuffled, sorted by length within windows, cut into batches, and the batches
+    shuffled; here a batch takes solutions while rows x width (the longest, rounded up to
+    ``pad_to_multiple_of``) stays within ``max_tokens``, so short solutions come many to a batch and long
+    ones few, and every step does about the same work with little padding. A solution longer than
+    ``max_tokens`` gets a batch of its own. Every index appears exactly once.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = max(1, 50 * max_tokens // max(1, round(sum(lengths) / max(1, len(lengths)))))
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        current: list[int] = []
+        for i in chunk:  # ascending: the newest solution is the widest of its batch
+            width = -(-lengths[i] // pad_to_multiple_of) * pad_to_multiple_of
+            full = max_batch is not None and len(current) >= max_batch
+            if current and ((len(current) + 1) * width > max_tokens or full):
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
 @dataclass
 class TrainResult:
     model: ProcessRewardModel
@@ -158,6 +213,10 @@ class Trainer:
         self.val_samples = list(val)
         self.lengths = [len(e) for e in self.train_enc]
         self._epoch_plan: tuple[int, list[list[int]]] = (-1, [])
+        # GPU option (not part of TrainConfig, so no preset changes): batches of about this many padded
+        # tokens instead of batch_size rows; see batch_at and token_budget_batches.
+        self.tokens_per_batch: int | None = None
+        self._token_plan_sizes: dict[tuple[int, int, int], int] = {}
         if config.freeze_embeddings:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = list(self.model.value_head.parameters())
@@ -170,8 +229,11 @@ class Trainer:
             fused=fused,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.forward = torch.compile(self.model) if config.compile else self.model
-        self.pad_to_multiple_of = 16 if config.compile else 1
+        # One compilation of one block for every batch shape (dynamic=True, see compile_blocks): batches of
+        # length-sorted solutions keep their own width (rounded up to a multiple of 8 for the tensor cores)
+        # instead of all being padded to one width, which wasted a third of the compiled run's tokens.
+        self.forward = compile_blocks(self.model) if config.compile else self.model
+        self.pad_to_multiple_of = 8 if config.compile else 1
         self.step = 0
         self.result = TrainResult(model)
 
@@ -193,12 +255,36 @@ class Trainer:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     def batch_at(self, step: int) -> list[int]:
-        """The batch for a global step: a pure function of (seed, step), so a resumed run sees the same data."""
+        """The batch for a global step: a pure function of (seed, step), so a resumed run sees the same data.
+
+        With ``tokens_per_batch`` set (a GPU option, off by default), batches of about that many padded
+        tokens (``token_budget_batches``) instead of ``batch_size`` rows; epochs then differ in length.
+        """
+        if self.tokens_per_batch:
+            epoch, pos = 0, step
+            while pos >= self._token_plan_size(epoch):
+                pos -= self._token_plan_size(epoch)
+                epoch += 1
+            return self._token_plan(epoch)[pos]
         per_epoch = math.ceil(len(self.lengths) / self.config.batch_size)
         epoch, pos = divmod(step, per_epoch)
         if self._epoch_plan[0] != epoch:  # plan each epoch once, not once per step
             self._epoch_plan = (epoch, length_bucketed_batches(self.lengths, self.config.batch_size, self.config.seed, epoch))
         return self._epoch_plan[1][pos]
+
+    def _token_plan(self, epoch: int) -> list[list[int]]:
+        key = (epoch, self.tokens_per_batch, self.pad_to_multiple_of)
+        if self._epoch_plan[0] != key:  # plan each epoch once, not once per step
+            plan = token_budget_batches(self.lengths, self.tokens_per_batch, self.config.seed, epoch, self.pad_to_multiple_of)
+            self._epoch_plan = (key, plan)  # type: ignore[assignment]
+            self._token_plan_sizes[key] = len(plan)
+        return self._epoch_plan[1]
+
+    def _token_plan_size(self, epoch: int) -> int:
+        key = (epoch, self.tokens_per_batch, self.pad_to_multiple_of)
+        if key not in self._token_plan_sizes:
+            self._token_plan(epoch)
+        return self._token_plan_sizes[key]
 
     # -- one step ------------------------------------------------------------------
     def loss_on(self, batch: Batch) -> torch.Tensor:

@@ -142,3 +142,86 @@ def test_no_warning_on_normal_scoring(tiny_prm):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny_prm.score_batch(ITEMS)
+
+
+# ---- collate: the row-list build gives the tensors the per-row build gave ----------------------------------
+def _collate_per_row(encoded, pad_token_id, padding_side="right", pad_to_multiple_of=1):
+    """The former implementation of prm_lib.batching.collate, kept as the reference."""
+    n = len(encoded)
+    width = max(len(e.input_ids) for e in encoded)
+    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    n_steps = max(e.n_scored for e in encoded)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    step_positions = torch.zeros((n, n_steps), dtype=torch.long)
+    step_mask = torch.zeros((n, n_steps), dtype=torch.bool)
+    has_labels = all(e.labels is not None for e in encoded)
+    labels = torch.zeros((n, n_steps), dtype=torch.float32) if has_labels else None
+    for row, e in enumerate(encoded):
+        length, k = len(e.input_ids), e.n_scored
+        offset = width - length if padding_side == "left" else 0
+        input_ids[row, offset : offset + length] = torch.tensor(e.input_ids)
+        attention_mask[row, offset : offset + length] = 1
+        step_positions[row, :k] = torch.tensor(e.step_end_positions) + offset
+        step_mask[row, :k] = True
+        if labels is not None:
+            labels[row, :k] = torch.tensor(e.labels, dtype=torch.float32)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids, attention_mask, position_ids, step_positions, step_mask, labels
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("multiple", [1, 8, 128])
+@pytest.mark.parametrize("labels", [None, "hard", "soft"])
+def test_collate_equals_the_per_row_reference(tiny_prm, side, multiple, labels):
+    from prm_lib.batching import collate
+
+    label_lists = None
+    if labels == "hard":
+        label_lists = [[1, -1, 1, 1][: len(s)] for _, s in ITEMS]
+    elif labels == "soft":
+        label_lists = [[0.1, 0.7, 1 / 3, 0.9][: len(s)] for _, s in ITEMS]
+    encoded = tiny_prm.encode(ITEMS, labels=label_lists)
+    for subset in (encoded, encoded[1:2], encoded[::-1]):
+        got = collate(subset, 7, side, multiple)
+        want = _collate_per_row(subset, 7, side, multiple)
+        names = ("input_ids", "attention_mask", "position_ids", "step_positions", "step_mask", "labels")
+        for name, w in zip(names, want):
+            g = getattr(got, name)
+            if w is None:
+                assert g is None
+            else:
+                assert g.dtype == w.dtype and torch.equal(g, w), name
+
+
+# ---- positions: explicit on the CPU (unchanged results), left to the backbone where asked (CUDA) ----------
+def _captured(prm, batch):
+    seen = {}
+    handle = prm.backbone.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    try:
+        prm(batch)
+    finally:
+        handle.remove()
+    return seen
+
+
+@pytest.mark.parametrize("which", ["tiny", "smollm2"])
+def test_cpu_passes_explicit_positions_and_implicit_ones_score_the_same(which, tiny_prm, smollm2_prm):
+    prm = tiny_prm if which == "tiny" else smollm2_prm
+    batch = prm.collate(prm.encode(ITEMS))
+    assert prm.implicit_positions is None
+    seen = _captured(prm, batch)
+    assert torch.equal(seen["position_ids"], batch.position_ids) and seen["attention_mask"] is None
+    default = prm.score_batch(ITEMS, policy=WIDE)
+    try:
+        prm.implicit_positions = True  # what CUDA does
+        seen = _captured(prm, batch)
+        assert seen["position_ids"] is None
+        # Qwen2 takes a prepared "no mask" mapping; SmolLM2's Llama class builds its own mask
+        assert seen["attention_mask"] == ({"full_attention": None} if which == "tiny" else None)
+        assert_close(prm.score_batch(ITEMS, policy=WIDE), default)
+        left = prm.collate(prm.encode(ITEMS), padding_side="left")
+        seen = _captured(prm, left)  # left padding needs its positions and mask
+        assert torch.equal(seen["position_ids"], left.position_ids) and torch.equal(seen["attention_mask"], left.attention_mask)
+    finally:
+        prm.implicit_positions = None

@@ -152,3 +152,25 @@ def test_fitting_solution_does_not_warn(qwen_tokenizer):
         warnings.simplefilter("error")
         enc = encode_solution(qwen_tokenizer, "P?", ["a.", "b."], max_length=100)
     assert not enc.truncated
+
+
+# ---- the fast tokenizer's direct call (prm_lib.steps.tokenize_pieces) -----------------------------------
+def test_direct_backend_call_gives_the_tokenizers_ids(tokenizer):
+    from prm_lib.steps import tokenize_pieces
+
+    pieces = ["What is 7 × 8?", "7 × 8 = 56.", "\n\n", " leading space", "é π ≤ →", r"\frac{1}{2}", "a\nb", "Wait,"]
+    pieces += [f + g for f in FRAGMENTS for g in (".", " 5", "")]
+    assert tokenize_pieces(tokenizer, pieces) == tokenizer(pieces, add_special_tokens=False)["input_ids"]
+
+
+def test_a_backend_left_padding_or_truncating_falls_back_to_the_ordinary_call(tokenizer):
+    import copy
+
+    from prm_lib.steps import tokenize_pieces
+
+    pieces = ["What is 2 + 3?", "2 + 3 = 5.", "a much longer step than the others, with many more tokens in it"]
+    expected = tokenizer(pieces, add_special_tokens=False)["input_ids"]
+    tok = copy.deepcopy(tokenizer)
+    tok.backend_tokenizer.enable_padding(pad_id=tok.pad_token_id, pad_token=tok.pad_token)
+    tok.backend_tokenizer.enable_truncation(max_length=3)
+    assert tokenize_pieces(tok, pieces) == expected

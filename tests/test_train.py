@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -151,3 +152,81 @@ def test_cli_convert(tmp_path, capsys):
 def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     assert cli(["score", "--checkpoint", str(tmp_path), "--problem", "P?", "--step", "a."]) == 2
     assert "prm_config.json is missing" in capsys.readouterr().err
+
+
+# ---- GPU options: token-budget batches, and one dynamic-shape compilation ---------------------------------
+@pytest.mark.parametrize("max_tokens, multiple", [(64, 1), (300, 8), (1000, 8), (5, 1)])
+def test_token_budget_batches_cover_every_sample_once_and_keep_the_budget(max_tokens, multiple):
+    from prm_lib.train import token_budget_batches
+
+    rng = __import__("random").Random(0)
+    lengths = [rng.randint(3, 120) for _ in range(500)]
+    batches = token_budget_batches(lengths, max_tokens, seed=0, epoch=0, pad_to_multiple_of=multiple)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        width = -(-max(lengths[i] for i in b) // multiple) * multiple
+        assert len(b) == 1 or len(b) * width <= max_tokens
+    real = sum(lengths)
+    padded = sum(len(b) * -(-max(lengths[i] for i in b) // multiple) * multiple for b in batches)
+    if max_tokens >= 300:
+        assert 1 - real / padded < 0.15  # sorted within windows: little padding
+    assert batches == token_budget_batches(lengths, max_tokens, seed=0, epoch=0, pad_to_multiple_of=multiple)
+    assert batches != token_budget_batches(lengths, max_tokens, seed=0, epoch=1, pad_to_multiple_of=multiple)
+    capped = token_budget_batches(lengths, max_tokens, seed=0, epoch=0, pad_to_multiple_of=multiple, max_batch=3)
+    assert max(len(b) for b in capped) <= 3
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["cpu-positions", "cuda-positions"])
+def test_compiled_training_takes_every_width_in_one_graph(monkeypatch, implicit):
+    from torch._dynamo.utils import counters
+
+    import prm_lib.train as train_module
+
+    # aot_eager: dynamo's tracing and autograd's graphs as on a GPU, without generating kernels (seconds on a CPU)
+    monkeypatch.setattr(train_module, "COMPILE_OPTIONS", {"dynamic": True, "backend": "aot_eager"})
+    torch._dynamo.reset()
+    counters.clear()
+    config = dataclasses.replace(TINY, compile=True, n_train=64, n_val=4)
+    torch.manual_seed(0)
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    prm.implicit_positions = implicit  # True: the path CUDA takes (no positions, a prepared "no mask")
+    train_set, val_set = build_data(config)
+    trainer = Trainer(prm, train_set, val_set, config, progress=False)
+    assert trainer.pad_to_multiple_of == 8
+    widths = set()
+    prm.train()  # as train_step sets it (a change of mode is a new graph)
+    for step in range(5):
+        batch = prm.collate([trainer.train_enc[i] for i in trainer.batch_at(step)], pad_to_multiple_of=8)
+        widths.add(batch.input_ids.shape[1])
+        eager = prm(batch)  # the uncompiled model on the same batch
+        compiled = trainer.forward(batch)
+        assert torch.allclose(eager, compiled, atol=1e-5)
+        assert torch.isfinite(trainer.train_step(batch))
+    # every width in one graph per block kind: the first block (its input, from the frozen embeddings, needs
+    # no gradient) and all the others
+    assert len(widths) > 2 and counters["stats"]["unique_graphs"] == 2
+    torch._dynamo.reset()
+
+
+def test_trainer_token_budget_option_covers_each_epoch_and_is_a_pure_function_of_the_step():
+    config = dataclasses.replace(TINY, n_train=120, n_val=8, max_steps=4)
+    torch.manual_seed(0)
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    train_set, val_set = build_data(config)
+    a = Trainer(prm, train_set, val_set, config, progress=False)
+    a.tokens_per_batch = 600
+    b = Trainer(prm, train_set, val_set, config, progress=False)
+    b.tokens_per_batch = 600
+    steps = [a.batch_at(s) for s in range(200)]
+    assert [b.batch_at(s) for s in reversed(range(200))][::-1] == steps  # any order of asking: same batches
+    seen, epochs = [], 0
+    for batch in steps:
+        assert len(batch) == 1 or len(batch) * max(a.lengths[i] for i in batch) <= 600
+        seen.extend(batch)
+        if len(seen) == len(train_set):
+            assert sorted(seen) == list(range(len(train_set)))
+            seen, epochs = [], epochs + 1
+    assert epochs >= 2
+    assert a.batch_at(0) != Trainer(prm, train_set, val_set, config, progress=False).batch_at(0)  # the option is off by default
+    result = a.fit()
+    assert len(result.history) == 4 and all(math.isfinite(h["loss"]) for h in result.history)
