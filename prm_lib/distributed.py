@@ -80,6 +80,7 @@ def _force_fsdp2_on_cpu(accelerator: Accelerator) -> None:
         raise RuntimeError("FSDP on CPU is tested with FSDP2 only (fsdp_version: 2 in the config)")
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # what accelerate copies back
 
 
 def is_fsdp(accelerator: Accelerator) -> bool:

@@ -176,6 +176,8 @@ class Trainer:
             weight_decay=config.weight_decay,
             fused=fused,
         )
+        if is_fsdp(self.accelerator):  # FSDP wraps each of the backbone's layers (e.g. Qwen2DecoderLayer) apart
+            self.model._no_split_modules = getattr(self.model.backbone, "_no_split_modules", None)
         # DDP (rank 0's weights broadcast, gradients averaged during backward) or FSDP (sharded)
         # under a launcher; the model itself in one process. The scheduler stays ours: accelerate's
         # would step once per process.
