@@ -2,7 +2,7 @@
 
 The scaling-out appendix of the course. The trainer hands its model and optimizer
 to an ``accelerate.Accelerator``; the launcher decides the rest. ``accelerate
-launch`` (with ``--multi_gpu`` or a ``--config_file``, e.g. ``configs/fsdp.yaml``)
+launch`` (with ``--multi_gpu`` or a ``--config_file``, e.g. ``prm_lib/accelerate_fsdp.yaml``)
 and ``torchrun`` start one process per device, and the Accelerator reads its place
 from their environment. One process (a notebook, ``python -m prm_lib train``)
 gets a plain single-device Accelerator: the same code, nothing distributed.
@@ -17,6 +17,7 @@ the engine's mean over processes is then exactly the one-process gradient.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +28,8 @@ from accelerate.utils import DistributedType
 if TYPE_CHECKING:
     from .model import ProcessRewardModel
 
+# FSDP2 settings shipped with the library: accelerate launch --config_file <this file> -m prm_lib train ...
+FSDP_CONFIG = Path(__file__).with_name("accelerate_fsdp.yaml")
 # accelerate routes a launch to FSDP only on accelerators (its CPU multi-process mode is DDP);
 # set to 1 to take accelerate's FSDP2 path on CPU processes with Gloo (used to test FSDP without a GPU)
 FSDP_ON_CPU_ENV = "PRM_LIB_FSDP_ON_CPU"
@@ -65,7 +68,7 @@ def _force_fsdp2_on_cpu(accelerator: Accelerator) -> None:
     """Switch a CPU multi-process Accelerator onto accelerate's own FSDP2 code path.
 
     accelerate reads the FSDP settings a launch was given (``accelerate launch --config_file
-    configs/fsdp.yaml``) but only uses them on GPUs; PyTorch's FSDP2 itself runs on CPU with
+    prm_lib/accelerate_fsdp.yaml``) but only uses them on GPUs; PyTorch's FSDP2 itself runs on CPU with
     Gloo. Only for testing the FSDP path where no GPU is at hand.
     """
     from accelerate.utils import FullyShardedDataParallelPlugin
@@ -74,10 +77,12 @@ def _force_fsdp2_on_cpu(accelerator: Accelerator) -> None:
     if state.distributed_type != DistributedType.MULTI_CPU:
         raise RuntimeError(f"{FSDP_ON_CPU_ENV}=1 is for CPU processes, but this launch is {state.distributed_type}")
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
-        raise RuntimeError(f"{FSDP_ON_CPU_ENV}=1 needs an FSDP launch: accelerate launch --config_file configs/fsdp.yaml")
+        raise RuntimeError(f"{FSDP_ON_CPU_ENV}=1 needs an FSDP launch: accelerate launch --config_file prm_lib/accelerate_fsdp.yaml")
     plugin = FullyShardedDataParallelPlugin()  # reads the launch's FSDP_* settings
     if plugin.fsdp_version != 2:
         raise RuntimeError("FSDP on CPU is tested with FSDP2 only (fsdp_version: 2 in the config)")
+    if state.mixed_precision != "no":  # as accelerate does for a GPU launch
+        plugin.set_mixed_precision(state.mixed_precision)
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # what accelerate copies back

@@ -7,7 +7,7 @@ how each path keeps its state:
 * one GPU or plain data parallel (``prm_lib``'s default on CUDA): bf16 weights,
   bf16 gradients and AdamW's two moments in bf16: 8 bytes per parameter, whole
   on every GPU;
-* FSDP (``configs/fsdp.yaml``): fp32 weights, gradients and both moments (16 bytes
+* FSDP (``prm_lib/accelerate_fsdp.yaml``): fp32 weights, gradients and both moments (16 bytes
   per parameter) split across the GPUs, plus, while a unit runs, its weights
   gathered in bf16 (this one and the next, prefetched) and its bf16 gradients
   before they are reduce-scattered: 6 bytes per parameter of the largest unit.

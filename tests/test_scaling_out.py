@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from prm_lib.distributed import FSDP_CONFIG
 from prm_lib.loss import prm_loss
 from prm_lib.memory import QWEN25_SHAPES, fsdp_gib, memory_table, plain_gib, prm_size
 from prm_lib.model import ProcessRewardModel
@@ -142,7 +143,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.skipif(ACCELERATE is None, reason="accelerate's launcher is not installed")
 def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_from_its_shards(one_process, tmp_path):
     env = {**ENV, "PRM_LIB_FSDP_ON_CPU": "1"}
-    launch = [ACCELERATE, "launch", "--config_file", str(ROOT / "configs" / "fsdp.yaml"), "--num_processes", "2",
+    launch = [ACCELERATE, "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
               "--mixed_precision", "no", "--main_process_port", "29535"]
     out = tmp_path / "fsdp"
     crash = tmp_path / "crash_after_step_4.py"
