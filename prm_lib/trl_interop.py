@@ -9,6 +9,7 @@ same tokens as ``ProcessRewardModel``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def token_classifier(backbone: str, seed: int = 0) -> tuple[Any, Any]:
     tokenizer = load_tokenizer(backbone)
     if backbone in RANDOM_QWEN2_SHAPES:
         config = Qwen2Config(vocab_size=len(tokenizer), num_labels=2, tie_word_embeddings=True,
-                             pad_token_id=tokenizer.pad_token_id, **RANDOM_QWEN2_SHAPES[backbone])
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                             **RANDOM_QWEN2_SHAPES[backbone])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return Qwen2ForTokenClassification(config), tokenizer
@@ -54,9 +56,12 @@ def trl_prm_trainer(data_dir: str | Path, out_dir: str | Path, backbone: str = "
     """TRL's ``PRMTrainer``, ready to ``train()``, on ``data_dir/{train,validation}.jsonl``.
 
     CPU-friendly defaults (fp32, no gradient checkpointing); ``config`` overrides any
-    ``PRMConfig`` field (``bf16=True`` on a GPU, say).
+    ``PRMConfig`` field (``bf16=True`` on a GPU, say). With ``disable_tqdm`` (the default)
+    the datasets library's own progress bars stay off too while the files are read and tokenized.
     """
+    import torch
     from datasets import load_dataset
+    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     prm = _trl_prm()
     data_dir = Path(data_dir)
@@ -64,13 +69,22 @@ def trl_prm_trainer(data_dir: str | Path, out_dir: str | Path, backbone: str = "
     for path in files.values():
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: write it with python -m prm_lib export --format trl --out {data_dir}")
-    data = load_dataset("json", data_files={k: str(v) for k, v in files.items()})
     model, tokenizer = token_classifier(backbone)
     settings = dict(output_dir=str(out_dir), step_separator=DEFAULT_SEPARATOR, per_device_train_batch_size=batch_size,
                     per_device_eval_batch_size=batch_size, max_steps=max_steps, learning_rate=learning_rate,
                     bf16=False, gradient_checkpointing=False, logging_steps=1, report_to="none", save_strategy="no",
-                    eval_strategy="no", disable_tqdm=True, seed=0)
+                    eval_strategy="no", disable_tqdm=True, seed=0, dataloader_pin_memory=torch.cuda.is_available())
     settings.update(config)
-    trainer = prm.PRMTrainer(model=model, args=prm.PRMConfig(**settings), processing_class=tokenizer,
-                             train_dataset=data["train"], eval_dataset=data["validation"])
-    return trainer
+    with warnings.catch_warnings():  # TRL 1.13's own default sets a field that newer transformers deprecates
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
+        args = prm.PRMConfig(**settings)
+    quiet = args.disable_tqdm and not are_progress_bars_disabled()
+    if quiet:
+        disable_progress_bars()
+    try:
+        data = load_dataset("json", data_files={k: str(v) for k, v in files.items()})
+        return prm.PRMTrainer(model=model, args=args, processing_class=tokenizer,
+                              train_dataset=data["train"], eval_dataset=data["validation"])
+    finally:
+        if quiet:
+            enable_progress_bars()
