@@ -7,7 +7,8 @@ Modules mirror the chapters:
 * chapter 4: ``loss``;
 * chapter 5: ``train``, ``metrics``, ``zoo`` (trained presets), ``cli`` (``python -m prm_lib``);
 * chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 8: ``search``;
-* appendix B: ``distributed`` (data parallel under accelerate / torchrun);
+* appendix B: ``distributed`` (the trainer on accelerate: DDP or FSDP), ``memory`` (GPU memory per GPU),
+  ``trl_interop`` (TRL 1.13's PRM trainer on exported data);
 * the classroom: ``exercises`` (checks for the code exercises), ``classroom`` (the student edition);
 * ``seed_baseline``: the seed tutorial's method, kept to measure where it fails; ``progress``.
 """

@@ -157,7 +157,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                        description="Generate the synthetic training and validation sets a preset trains on and write "
                                    "them as OUT/train.jsonl and OUT/validation.jsonl in a format of your choice; "
                                    "--format trl gives TRL's stepwise-supervision format (prompt, completions, "
-                                   "labels) that trl.PRMTrainer reads.")
+                                   "labels) that TRL 1.13's trl.experimental.prm.PRMTrainer reads (prm_lib[trl]).")
     p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="whose data (default: cpu)")
     p.add_argument("--format", default="trl", choices=FORMATS, help="file format (default: trl)")
     p.add_argument("--out", required=True, help="output folder")

@@ -1,120 +1,140 @@
-"""Data-parallel training across processes, for ``accelerate launch`` and ``torchrun``.
+"""Training on several processes through ``accelerate``: data parallel (DDP) or sharded (FSDP).
 
-The scaling-out appendix of the course. Both launchers start one process per GPU
-(or per CPU slot) and tell each its place through environment variables
-(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``). The
-trainer then works as plain data parallelism:
+The scaling-out appendix of the course. The trainer hands its model and optimizer
+to an ``accelerate.Accelerator``; the launcher decides the rest. ``accelerate
+launch`` (with ``--multi_gpu`` or a ``--config_file``, e.g. ``prm_lib/accelerate_fsdp.yaml``)
+and ``torchrun`` start one process per device, and the Accelerator reads its place
+from their environment. One process (a notebook, ``python -m prm_lib train``)
+gets a plain single-device Accelerator: the same code, nothing distributed.
 
-* every process builds the same model (same seed) and rank 0's weights are
-  broadcast, so all start identical;
-* each global batch of ``batch_size`` solutions is split across the processes;
-* after ``backward`` the gradients are summed across processes with one
-  all-reduce, each weighted by its share of the batch's labelled steps, so the
-  update is the one a single process would make on the whole batch;
-* only rank 0 evaluates, shows progress and writes files.
-
-Backend: NCCL on CUDA, Gloo on the CPU (what the CPU test uses).
+What ``prm_lib`` adds on top is one rule, so that the update does not depend on
+how a global batch was split: the loss averages over *labelled steps*, and
+processes get different numbers of them, so each process scales its loss by
+``n_processes * its share of the global batch's labelled steps`` (``loss_scale``);
+the engine's mean over processes is then exactly the one-process gradient.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-import torch.distributed as dist
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
+
+if TYPE_CHECKING:
+    from .model import ProcessRewardModel
+
+# FSDP2 settings shipped with the library: accelerate launch --config_file <this file> -m prm_lib train ...
+FSDP_CONFIG = Path(__file__).with_name("accelerate_fsdp.yaml")
+# accelerate routes a launch to FSDP only on accelerators (its CPU multi-process mode is DDP);
+# set to 1 to take accelerate's FSDP2 path on CPU processes with Gloo (used to test FSDP without a GPU)
+FSDP_ON_CPU_ENV = "PRM_LIB_FSDP_ON_CPU"
 
 
-@dataclass(frozen=True)
-class ProcessGroup:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
+def launched() -> bool:
+    """True under ``accelerate launch`` / ``torchrun`` with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-SINGLE = ProcessGroup()
+def make_accelerator(device: str | torch.device | None = None) -> Accelerator:
+    """The Accelerator for this process: the launcher's set-up, or one process on ``device``.
 
-
-def from_environment() -> ProcessGroup:
-    """The process group a launcher set up (initialised here once), or a single process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return SINGLE
-    for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
-        if var not in os.environ:
-            raise RuntimeError(f"WORLD_SIZE={world_size} but {var} is not set: start with accelerate launch or torchrun")
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
-        if use_cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return ProcessGroup(rank, world_size, local_rank)
-
-
-def device_for(group: ProcessGroup) -> str | None:
-    """This process's device: its own GPU under a launcher, else the library's default choice."""
-    if group.active and dist.get_backend() == "nccl":
-        return f"cuda:{group.local_rank}"
-    if group.active:
-        return "cpu"
-    return None
-
-
-def broadcast_parameters(params: Iterable[torch.Tensor], group: ProcessGroup) -> None:
-    """Make every process start from rank 0's weights."""
-    if group.active:
-        for p in params:
-            dist.broadcast(p.data, src=0)
-
-
-def all_reduce_gradients(params: list[torch.Tensor], share: float, group: ProcessGroup) -> None:
-    """Replace each gradient by the sum over processes of ``share * gradient`` (one flat all-reduce).
-
-    ``share`` is this process's fraction of the global batch's weight, so the result is the
-    gradient of the loss over the whole global batch.
+    In one process (a notebook training several models one after the other, say) the
+    shared state of an earlier Accelerator on another device is dropped first, so the
+    device asked for is the device used.
     """
-    if not group.active:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).float() for g in grads]) * share
-    dist.all_reduce(flat)
-    # a parameter no process used (an unused output layer, say) keeps grad None, as in one process,
-    # so the optimizer leaves it alone instead of applying weight decay to a zero gradient
-    used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=flat.device)
-    dist.all_reduce(used)
-    offset = 0
-    for p, g, u in zip(params, grads, used.tolist()):
-        n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype) if u > 0 else None
-        offset += n
+    if launched():
+        if device is not None and torch.device(device).type == "cuda" and torch.device(device).index is not None:
+            raise ValueError(f"device {device} names one GPU, but the launcher gives each process its own")
+        # accelerate runs processes on the CPU (Gloo) only when told to; with no GPU that is the only way
+        cpu = (device is not None and torch.device(device).type == "cpu") or not torch.cuda.is_available()
+        accelerator = Accelerator(cpu=cpu, device_placement=False)
+        if os.environ.get(FSDP_ON_CPU_ENV) == "1":
+            _force_fsdp2_on_cpu(accelerator)
+        return accelerator
+    want_cpu = device is not None and torch.device(device).type == "cpu"
+    state = AcceleratorState._shared_state
+    if state and state.get("_cpu") != want_cpu:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    # the model is already where the caller put it (device_placement=False): accelerate moves nothing
+    return Accelerator(cpu=want_cpu, device_placement=False)
 
 
-def all_reduce_sum(value: float, group: ProcessGroup, device: torch.device | str = "cpu") -> float:
-    """The sum of ``value`` over processes."""
-    if not group.active:
+def _force_fsdp2_on_cpu(accelerator: Accelerator) -> None:
+    """Switch a CPU multi-process Accelerator onto accelerate's own FSDP2 code path.
+
+    accelerate reads the FSDP settings a launch was given (``accelerate launch --config_file
+    prm_lib/accelerate_fsdp.yaml``) but only uses them on GPUs; PyTorch's FSDP2 itself runs on CPU with
+    Gloo. Only for testing the FSDP path where no GPU is at hand.
+    """
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    state = accelerator.state
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        raise RuntimeError(f"{FSDP_ON_CPU_ENV}=1 is for CPU processes, but this launch is {state.distributed_type}")
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        raise RuntimeError(f"{FSDP_ON_CPU_ENV}=1 needs an FSDP launch: accelerate launch --config_file prm_lib/accelerate_fsdp.yaml")
+    plugin = FullyShardedDataParallelPlugin()  # reads the launch's FSDP_* settings
+    if plugin.fsdp_version != 2:
+        raise RuntimeError("FSDP on CPU is tested with FSDP2 only (fsdp_version: 2 in the config)")
+    if state.mixed_precision != "no":  # as accelerate does for a GPU launch
+        plugin.set_mixed_precision(state.mixed_precision)
+    state.fsdp_plugin = plugin
+    state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # what accelerate copies back
+
+
+def is_fsdp(accelerator: Accelerator) -> bool:
+    """True when the model is sharded across processes (FSDP)."""
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def reduce_sum(value: float, accelerator: Accelerator) -> float:
+    """The sum of ``value`` over processes (float64, so counts stay exact)."""
+    if accelerator.num_processes == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item())
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="sum").item())
 
 
-def barrier(group: ProcessGroup) -> None:
-    if group.active:
-        dist.barrier()
+def loss_scale(weight: float, accelerator: Accelerator) -> tuple[float, float]:
+    """``(scale, share)``: multiply this process's loss by ``scale`` before ``backward``.
+
+    ``share`` is this process's fraction of the global batch's labelled steps. DDP and
+    FSDP average gradients over processes, so ``scale = n * share`` makes that average
+    ``sum(share_i * grad_i)``: the gradient of the loss over the whole global batch.
+    """
+    n = accelerator.num_processes
+    if n == 1:
+        return 1.0, 1.0
+    total = reduce_sum(weight, accelerator)
+    share = weight / total if total > 0 else 1.0 / n  # no labelled step anywhere: every loss is 0 anyway
+    return n * share, share
 
 
-def shutdown(group: ProcessGroup) -> None:
-    if group.active and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+def shutdown(accelerator: Accelerator) -> None:
+    """Wait for every process, then close the process group a launcher opened."""
+    if accelerator.num_processes > 1:
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        PartialState().destroy_process_group()
+
+
+def gather_model(accelerator: Accelerator, wrapped: torch.nn.Module, model: "ProcessRewardModel") -> "ProcessRewardModel | None":
+    """A whole, unsharded copy of an FSDP-trained PRM on rank 0's CPU (None on the other ranks).
+
+    Every process must call it: each contributes its shards to the gather.
+    """
+    from .model import ProcessRewardModel
+
+    state = accelerator.get_state_dict(wrapped)
+    if not accelerator.is_main_process:
+        return None
+    copy = ProcessRewardModel.from_backbone(model.backbone_name, device="cpu", dtype=torch.float32,
+                                            n_layers=model.n_layers, separator=model.separator, max_length=model.max_length)
+    copy.load_state_dict({k: v.float() for k, v in state.items()})
+    return copy.eval()

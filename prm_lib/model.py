@@ -138,7 +138,8 @@ class ProcessRewardModel(nn.Module):
             ).last_hidden_state  # (B, T, H)
         index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
-        return self.value_head(step_hidden.float()).squeeze(-1)
+        # fp32 (the head's dtype) but under FSDP's bf16 mixed precision, which casts the head's weights too
+        return self.value_head(step_hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
 
     # -- encoding ------------------------------------------------------------
     def encode(

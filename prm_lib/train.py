@@ -11,7 +11,10 @@ Chapter 5 of the course. What differs from the seed's loop, and why:
   where a loss of 0.0000 says nothing);
 * checkpoints with optimizer, scheduler and progress, so a run resumes where it
   stopped and ends where an uninterrupted run would have;
-* deterministic from a seed on CPU; bf16 weights and fused AdamW on CUDA.
+* deterministic from a seed on CPU; bf16 weights and fused AdamW on CUDA;
+* the model and optimizer go through ``accelerate``, so the same loop runs on one
+  device or, under ``accelerate launch`` / ``torchrun``, data parallel or sharded
+  (``prm_lib.distributed``, appendix B).
 
 The ORM baseline (``objective="orm"``) is the same network trained on the same
 problems with one label per solution (is its final answer right?), read at the
@@ -32,7 +35,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .batching import Batch
-from .distributed import SINGLE, ProcessGroup, all_reduce_gradients, all_reduce_sum, broadcast_parameters, device_for, from_environment, shutdown
+from .distributed import Accelerator, gather_model, is_fsdp, loss_scale, make_accelerator, reduce_sum, shutdown
 from .data import PRMSample
 from .loss import prm_loss
 from .metrics import auroc, step_metrics
@@ -176,6 +179,9 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epo
     return batches
 
 
+SHARDED_STATE = "sharded"  # checkpoint/sharded/: accelerate's per-process model and optimizer shards (FSDP)
+
+
 @dataclass
 class TrainResult:
     model: ProcessRewardModel
@@ -201,13 +207,15 @@ class Trainer:
         out_dir: str | Path | None = None,
         progress: bool = True,
         on_eval: Callable[[int, dict[str, Any]], None] | None = None,
-        group: ProcessGroup = SINGLE,
+        accelerator: Accelerator | None = None,
     ) -> None:
         if not train:
             raise ValueError("no training samples")
-        self.model, self.config, self.group = model, config, group
+        self.model, self.config = model, config
+        self.accelerator = accelerator or make_accelerator(model.device)
+        self.is_main = self.accelerator.is_main_process
         self.out_dir = Path(out_dir) if out_dir else None
-        self.progress, self.on_eval = progress and group.is_main, on_eval
+        self.progress, self.on_eval = progress and self.is_main, on_eval
         self.train_enc = self._encode(train)
         self.val_enc = self._encode(val) if val else []
         self.val_samples = list(val)
@@ -221,18 +229,25 @@ class Trainer:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = list(self.model.value_head.parameters())
         body = [p for p in self.model.backbone.parameters() if p.requires_grad]
-        broadcast_parameters(self.model.parameters(), group)  # every process starts from rank 0's weights
         fused = self.model.device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
             weight_decay=config.weight_decay,
             fused=fused,
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        if is_fsdp(self.accelerator):  # FSDP wraps each of the backbone's layers (e.g. Qwen2DecoderLayer) apart
+            self.model._no_split_modules = getattr(self.model.backbone, "_no_split_modules", None)
+        # DDP (rank 0's weights broadcast, gradients averaged during backward) or FSDP (sharded)
+        # under a launcher; the model itself in one process. The scheduler stays ours: accelerate's
+        # would step once per process.
+        self.wrapped, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         # One compilation of one block for every batch shape (dynamic=True, see compile_blocks): batches of
         # length-sorted solutions keep their own width (rounded up to a multiple of 8 for the tensor cores)
         # instead of all being padded to one width, which wasted a third of the compiled run's tokens.
-        self.forward = compile_blocks(self.model) if config.compile else self.model
+        self.forward = self.wrapped
+        if config.compile and compile_blocks(self.model) is not self.model:  # no blocks found: compile it whole
+            self.forward = torch.compile(self.wrapped, **COMPILE_OPTIONS)
         self.pad_to_multiple_of = 8 if config.compile else 1
         self.step = 0
         self.result = TrainResult(model)
@@ -303,25 +318,25 @@ class Trainer:
         """How many labelled steps the loss averages over (one per solution for an ORM)."""
         return float(batch.labels.shape[0]) if self.config.objective == "orm" else float(batch.step_mask.sum())
 
-    def train_step(self, batch: Batch | None) -> torch.Tensor:
-        """Forward, backward, (all-reduce,) clip, optimizer and scheduler step; returns the (detached) loss.
+    def train_step(self, batch: Batch, weight: float | None = None) -> torch.Tensor:
+        """Forward, backward, clip, optimizer and scheduler step; returns the (detached) loss.
 
-        Across processes, ``batch`` is this process's share of the global batch (None if it got
-        none); gradients and the returned loss are those of the whole global batch.
+        Across processes, ``batch`` is this process's share of the global batch and ``weight``
+        its number of labelled steps (default: counted from ``batch``; 0 for a stand-in batch
+        when the global batch had no sample left for this process). Each loss is scaled so that
+        the engine's gradient average, and the returned loss, are those of the whole global batch.
         """
         self.model.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        if batch is None:
-            loss, weight = torch.zeros((), device=self.model.device), 0.0
-        else:
-            loss, weight = self.loss_on(batch), self.batch_weight(batch)
-            loss.backward()
-        if self.group.active:
-            share = weight / max(all_reduce_sum(weight, self.group), 1e-12)
-            all_reduce_gradients(params, share, self.group)
-            loss = torch.tensor(all_reduce_sum(float(loss.detach()) * share, self.group))
+        loss = self.loss_on(batch)
+        scale, share = loss_scale(self.batch_weight(batch) if weight is None else weight, self.accelerator)
+        self.accelerator.backward(loss * scale if scale != 1.0 else loss)
+        if self.accelerator.num_processes > 1:
+            loss = torch.tensor(reduce_sum(float(loss.detach()) * share, self.accelerator))
         if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            # under FSDP accelerate clips sharded gradients when given all of the model's parameters
+            clip = list(self.wrapped.parameters()) if is_fsdp(self.accelerator) else params
+            self.accelerator.clip_grad_norm_(clip, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -338,14 +353,22 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        if self.out_dir is None or not self.group.is_main:
+        """Model, optimizer, scheduler and progress; under FSDP each process writes its own shards."""
+        if self.out_dir is None:
             return
         ckpt = self.out_dir / "checkpoint"
-        self.model.save(ckpt)
+        sharded = is_fsdp(self.accelerator)
+        if sharded:  # every process: accelerate writes model and optimizer shards
+            self.accelerator.save_state(str(ckpt / SHARDED_STATE))
+        if not self.is_main:
+            self.accelerator.wait_for_everyone()
+            return
+        if not sharded:
+            self.model.save(ckpt)
         torch.save(
             {
                 "step": self.step,
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": None if sharded else self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "history": self.result.history,
                 "evals": self.result.evals,
@@ -356,6 +379,7 @@ class Trainer:
             },
             ckpt / "trainer_state.pt",
         )
+        self.accelerator.wait_for_everyone()
 
     def resume(self) -> bool:
         """Continue from ``out_dir/checkpoint`` if it exists and matches this config; True if resumed."""
@@ -365,10 +389,17 @@ class Trainer:
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         if state["config"] != self.config.to_dict():
             raise ValueError(f"{ckpt} was written by a different training config; use another --out or delete it")
-        saved = ProcessRewardModel.load(ckpt, device=self.model.device)
-        self.model.backbone.load_state_dict(saved.backbone.state_dict())
-        self.model.value_head.load_state_dict(saved.value_head.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is None:  # written under FSDP: the shards hold model and optimizer
+            if not is_fsdp(self.accelerator):
+                raise ValueError(f"{ckpt} holds FSDP shards: resume it under the same FSDP launch")
+            self.accelerator.load_state(str(ckpt / SHARDED_STATE))
+        else:
+            if is_fsdp(self.accelerator):
+                raise ValueError(f"{ckpt} was written without FSDP: resume it without FSDP (or use another --out)")
+            saved = ProcessRewardModel.load(ckpt, device=self.model.device)
+            self.model.backbone.load_state_dict(saved.backbone.state_dict())
+            self.model.value_head.load_state_dict(saved.value_head.state_dict())
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         self.result.history, self.result.evals = state["history"], state["evals"]
@@ -388,22 +419,26 @@ class Trainer:
             bar = progress(total=c.max_steps, initial=self.step, desc=f"training {c.objective.upper()}", unit="step")
         start = time.perf_counter() - self.result.seconds
         save_every = c.save_every or c.eval_every
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
         while self.step < c.max_steps:
-            idx = self.batch_at(self.step)[self.group.rank :: self.group.world_size]  # this process's share
-            batch = self.model.collate([self.train_enc[i] for i in idx], pad_to_multiple_of=self.pad_to_multiple_of) if idx else None
-            loss = self.train_step(batch)
+            whole = self.batch_at(self.step)
+            idx = whole[rank::world]  # this process's share; if none is left, a stand-in that counts 0
+            batch = self.model.collate([self.train_enc[i] for i in idx or whole[:1]], pad_to_multiple_of=self.pad_to_multiple_of)
+            loss = self.train_step(batch, weight=None if idx else 0.0)
             self.step += 1
-            self.result.tokens += int(all_reduce_sum(batch.n_tokens if batch else 0, self.group))
+            self.result.tokens += int(reduce_sum(batch.n_tokens if idx else 0, self.accelerator))
             entry = {"step": self.step, "loss": float(loss), "lr": self.scheduler.get_last_lr()[0]}
             self.result.history.append(entry)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
-            if self.val_enc and self.group.is_main and (self.step % c.eval_every == 0 or self.step == c.max_steps):
+            # rank 0 evaluates; under FSDP every process runs the forward passes (each holds a shard)
+            evaluates = self.is_main or is_fsdp(self.accelerator)
+            if self.val_enc and evaluates and (self.step % c.eval_every == 0 or self.step == c.max_steps):
                 self.result.seconds = time.perf_counter() - start
                 metrics = {"step": self.step, "seconds": round(self.result.seconds, 1), **self.evaluate()}
                 self.result.evals.append(metrics)
-                if self.on_eval:
+                if self.on_eval and self.is_main:
                     self.on_eval(self.step, metrics)
                 if bar is not None:
                     key = "outcome_auroc" if c.objective == "orm" else "step_auroc"
@@ -419,9 +454,15 @@ class Trainer:
 
     def write_outputs(self) -> None:
         """The final model (loadable with ``ProcessRewardModel.load(out_dir)``) and ``metrics.json``."""
-        if self.out_dir is None or not self.group.is_main:
+        if self.out_dir is None:
             return
-        self.model.save(self.out_dir)
+        if is_fsdp(self.accelerator):  # every process sends its shards; rank 0 gets a whole copy
+            whole = gather_model(self.accelerator, self.wrapped, self.model)
+            if whole is not None:
+                self.result.model = whole
+        if not self.is_main:
+            return
+        self.result.model.save(self.out_dir)
         r = self.result
         (self.out_dir / "metrics.json").write_text(
             json.dumps(
@@ -433,7 +474,8 @@ class Trainer:
                     "train_seconds": round(r.seconds, 1),
                     "train_tokens": r.tokens,
                     "tokens_per_second": round(r.tokens / r.seconds, 1) if r.seconds else None,
-                    "world_size": self.group.world_size,
+                    "world_size": self.accelerator.num_processes,
+                    "engine": self.accelerator.distributed_type.value,
                 },
                 indent=1,
             )
@@ -456,15 +498,19 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool
           device: str | torch.device | None = None) -> TrainResult:
     """Build the data and model a config names, train, and (with ``out_dir``) write model and metrics.
 
-    Under ``accelerate launch`` or ``torchrun`` this runs data parallel (``prm_lib.distributed``);
-    only rank 0 writes files.
+    Under ``accelerate launch`` or ``torchrun`` this runs data parallel or FSDP, as the launch
+    was configured (``prm_lib.distributed``); only rank 0 writes files.
     """
-    group = from_environment()
+    accelerator = make_accelerator(device)
     torch.manual_seed(config.seed)
-    model = ProcessRewardModel.from_backbone(config.backbone, device=device or device_for(group), n_layers=config.n_layers)
+    if is_fsdp(accelerator):  # fp32 weights in CPU memory; FSDP moves each process's shard to its device
+        device, dtype = "cpu", torch.float32
+    else:
+        device, dtype = device if device is not None else (accelerator.device if accelerator.num_processes > 1 else None), None
+    model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=dtype, n_layers=config.n_layers)
     train_set, val_set = build_data(config)
-    trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, group=group)
+    trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, accelerator=accelerator)
     result = trainer.fit()
     trainer.write_outputs()
-    shutdown(group)
+    shutdown(accelerator)
     return result

@@ -69,15 +69,17 @@ def model_tainted_cells(notebook: dict) -> list[tuple[int, set[str]]]:
         if cell["cell_type"] != "code":
             continue
         tree = ast.parse(_code(cell))
-        used = set()
+        used, loads = set(), False
         for statement in tree.body:
             reads = _reads(statement) & tainted
             used |= reads
-            if reads or _calls_source(statement):
+            calls = _calls_source(statement)
+            loads |= calls and not isinstance(statement, ast.FunctionDef)  # a definition loads nothing yet
+            if reads or calls:
                 tainted |= _binds(statement)
             else:  # bound again to something no model computed
                 tainted -= _binds(statement)
-        if "nbval-check-output" in cell.get("metadata", {}).get("tags", []) and (used or _calls_source(tree)):
+        if "nbval-check-output" in cell.get("metadata", {}).get("tags", []) and (used or loads):
             found.append((index, used))
     return found
 
@@ -97,5 +99,7 @@ def test_the_check_finds_a_compared_cell_that_prints_a_score():
         cell("print(len(items))", ["nbval-check-output"]),
         cell("print(round(best, 3))", ["nbval-check-output"]),
         cell("model = ProcessRewardModel.load(path)\nprint(model)", ["nbval-check-output"]),
+        cell("def gap(a):\n    return ProcessRewardModel.load(a).x", ["nbval-check-output"]),
+        cell("print(gap(path))", ["nbval-check-output"]),
     ]}
-    assert model_tainted_cells(notebook) == [(3, {"best"}), (4, {"model"})]
+    assert model_tainted_cells(notebook) == [(3, {"best"}), (4, {"model"}), (6, {"gap"})]

@@ -1,0 +1,65 @@
+"""TRL 1.13's PRMTrainer on the files prm_lib exports: same scored tokens, and it trains (tiny-qwen2, CPU)."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from prm_lib.backbones import load_tokenizer
+from prm_lib.steps import DEFAULT_SEPARATOR, encode_solution
+from prm_lib.trl_interop import TRL_VERSION, trl_prm_trainer
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trl_data")
+    done = subprocess.run([sys.executable, "-m", "prm_lib", "export", "--preset", "tiny", "--format", "trl", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_trl_is_the_pinned_release_with_the_prm_trainer():
+    import trl
+    from trl.experimental.prm import PRMConfig, PRMTrainer  # noqa: F401  (gone from later releases)
+
+    assert trl.__version__ == TRL_VERSION
+
+
+def test_trl_labels_the_tokens_prm_lib_scores(exported):
+    from trl.experimental.prm import PRMTrainer
+
+    tokenizer = load_tokenizer("tiny-qwen2")
+    for line in (exported / "train.jsonl").read_text().splitlines()[:20]:
+        record = json.loads(line)
+        row = PRMTrainer.tokenize_row(record, tokenizer, DEFAULT_SEPARATOR, None, None, False, False)
+        ours = encode_solution(tokenizer, record["prompt"], record["completions"])
+        labelled = [i for i, label in enumerate(row["labels"]) if label != -100]
+        assert [row["labels"][i] for i in labelled] == [int(x) for x in record["labels"]]
+        # TRL puts no separator between prompt and first step; prm_lib does: the same tokens, shifted by it
+        shift = len(tokenizer.encode(DEFAULT_SEPARATOR, add_special_tokens=False))
+        p = len(tokenizer(record["prompt"], add_special_tokens=False)["input_ids"])
+        assert row["input_ids"] == list(ours.input_ids[:p]) + list(ours.input_ids[p + shift:])
+        assert [row["input_ids"][i] for i in labelled] == [ours.input_ids[i] for i in ours.step_end_positions]
+        assert [i + shift for i in labelled] == list(ours.step_end_positions)
+
+
+def test_trl_prm_trainer_trains_on_the_exported_files(exported, tmp_path):
+    trainer = trl_prm_trainer(exported, tmp_path / "run", backbone="tiny-qwen2", max_steps=50)
+    before = trainer.evaluate()["eval_loss"]
+    head = trainer.model.score.weight.detach().clone()
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert trainer.state.global_step == 50 and len(losses) == 50 and all(math.isfinite(x) for x in losses)
+    assert not torch.equal(head, trainer.model.score.weight.detach())
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before - 0.01  # it learned something about held-out steps (0.64 -> 0.59)
+    assert 0.0 <= after["eval_accuracy"] <= 1.0
+
+
+def test_missing_exported_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train.jsonl is missing"):
+        trl_prm_trainer(tmp_path, tmp_path / "run")
