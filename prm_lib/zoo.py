@@ -31,7 +31,7 @@ _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_s
             max_steps=560, n_train=5000, n_val=200, eval_every=140, max_ops=2, error_rate=0.6, direct_rate=0.5)
 
 PRESETS: dict[str, TrainConfig] = {
-    # The course's PRM: SmolLM2-135M cut to 8 layers, trained on CPU in under 10 minutes (2 cores).
+    # The course's PRM: SmolLM2-135M cut to 8 layers, trained on CPU in about 10 minutes (2 cores).
     "cpu": TrainConfig(**_CPU),
     # The ORM baseline: same backbone, problems and budget; one outcome label per solution.
     "cpu-orm": TrainConfig(**{**_CPU, "objective": "orm"}),
@@ -48,7 +48,7 @@ PRESETS: dict[str, TrainConfig] = {
 PRESETS["gpu-qwen2.5-0.5b-orm"] = dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"], objective="orm")
 
 PRESET_HELP = {
-    "cpu": "the course's PRM: smollm2-135m (first 8 layers), 560 steps of 8, under 10 min on 2 CPU cores",
+    "cpu": "the course's PRM: smollm2-135m (first 8 layers), 560 steps of 8, about 10 min on 2 CPU cores",
     "cpu-orm": "ORM baseline with the cpu preset's backbone, data and budget (outcome labels only)",
     "tiny": "tiny random Qwen2, 30 steps: seconds; for tests",
     "tiny-orm": "tiny random Qwen2 ORM, 30 steps: seconds; for tests",
