@@ -7,6 +7,12 @@ import pytest
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _default_training_seed(monkeypatch):
+    """The unit tests check the library's defaults; an author's PRM_LIB_TRAIN_SEED (make robustness) is not theirs."""
+    monkeypatch.delenv("PRM_LIB_TRAIN_SEED", raising=False)
+
+
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
     from prm_lib.backbones import load_tokenizer
