@@ -89,6 +89,12 @@ def test_no_compared_cell_reads_a_trained_model(path):
     assert model_tainted_cells(json.loads(path.read_text())) == []
 
 
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_no_stored_widget_state(path):
+    # a progress bar's widget state makes the rendered page fetch the widget manager from a CDN
+    assert "widgets" not in json.loads(path.read_text())["metadata"]
+
+
 def test_the_check_finds_a_compared_cell_that_prints_a_score():
     def cell(source, tags=()):
         return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source}
