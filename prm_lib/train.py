@@ -224,7 +224,7 @@ class Trainer:
         # GPU option (not part of TrainConfig, so no preset changes): batches of about this many padded
         # tokens instead of batch_size rows; see batch_at and token_budget_batches.
         self.tokens_per_batch: int | None = None
-        self._token_plan_sizes: dict[tuple[int, int, int], int] = {}
+        self._token_plans: dict[tuple[int, int, int], list[list[int]]] = {}
         if config.freeze_embeddings:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = list(self.model.value_head.parameters())
@@ -277,8 +277,8 @@ class Trainer:
         """
         if self.tokens_per_batch:
             epoch, pos = 0, step
-            while pos >= self._token_plan_size(epoch):
-                pos -= self._token_plan_size(epoch)
+            while pos >= len(self._token_plan(epoch)):
+                pos -= len(self._token_plan(epoch))
                 epoch += 1
             return self._token_plan(epoch)[pos]
         per_epoch = math.ceil(len(self.lengths) / self.config.batch_size)
@@ -288,18 +288,12 @@ class Trainer:
         return self._epoch_plan[1][pos]
 
     def _token_plan(self, epoch: int) -> list[list[int]]:
+        """One epoch of token-budget batches, planned once (epochs differ in length, so earlier ones are kept)."""
         key = (epoch, self.tokens_per_batch, self.pad_to_multiple_of)
-        if self._epoch_plan[0] != key:  # plan each epoch once, not once per step
-            plan = token_budget_batches(self.lengths, self.tokens_per_batch, self.config.seed, epoch, self.pad_to_multiple_of)
-            self._epoch_plan = (key, plan)  # type: ignore[assignment]
-            self._token_plan_sizes[key] = len(plan)
-        return self._epoch_plan[1]
-
-    def _token_plan_size(self, epoch: int) -> int:
-        key = (epoch, self.tokens_per_batch, self.pad_to_multiple_of)
-        if key not in self._token_plan_sizes:
-            self._token_plan(epoch)
-        return self._token_plan_sizes[key]
+        if key not in self._token_plans:
+            self._token_plans[key] = token_budget_batches(self.lengths, self.tokens_per_batch, self.config.seed, epoch,
+                                                          self.pad_to_multiple_of)
+        return self._token_plans[key]
 
     # -- one step ------------------------------------------------------------------
     def loss_on(self, batch: Batch) -> torch.Tensor:
