@@ -36,6 +36,8 @@ class Batch:
     step_mask: torch.Tensor
     labels: torch.Tensor | None = None
     padding_side: str = "right"
+    first_step: torch.Tensor | None = None  # (B,) index of each row's first step token
+    surprise: torch.Tensor | None = None  # (B, T) per-token surprise, when every solution carries it
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t  # noqa: E731
@@ -68,7 +70,7 @@ def collate(
     # several per row): the same tensors, a few times faster to make, which counts on a GPU where
     # the CPU prepares batch i+1 while batch i runs.
     left = padding_side == "left"
-    ids_rows, mask_rows, pos_rows, step_rows = [], [], [], []
+    ids_rows, mask_rows, pos_rows, step_rows, first_rows = [], [], [], [], []
     for e in encoded:
         length, k = len(e.input_ids), e.n_scored
         pad = width - length
@@ -77,6 +79,7 @@ def collate(
         mask_rows.append([0] * pad + [1] * length if left else [1] * length + [0] * pad)
         pos_rows.append([p + offset for p in e.step_end_positions] + [0] * (n_steps - k))
         step_rows.append([True] * k + [False] * (n_steps - k))
+        first_rows.append(e.problem_length + offset)
     input_ids = torch.tensor(ids_rows, dtype=torch.long)
     attention_mask = torch.tensor(mask_rows, dtype=torch.long)
     step_positions = torch.tensor(pos_rows, dtype=torch.long)
@@ -85,8 +88,14 @@ def collate(
     if all(e.labels is not None for e in encoded):
         labels = torch.tensor([[float(x) for x in e.labels] + [0.0] * (n_steps - e.n_scored) for e in encoded],
                               dtype=torch.float32)
+    surprise = None
+    if all(e.surprise is not None for e in encoded):
+        surprise = torch.tensor([[0.0] * (width - len(e)) + list(e.surprise) if left else
+                                 list(e.surprise) + [0.0] * (width - len(e)) for e in encoded], dtype=torch.float32)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return Batch(input_ids, attention_mask, position_ids, step_positions, step_mask, labels, padding_side)
+    first_step = torch.tensor(first_rows, dtype=torch.long)
+    return Batch(input_ids, attention_mask, position_ids, step_positions, step_mask, labels, padding_side,
+                 first_step, surprise)
 
 
 @dataclass(frozen=True)

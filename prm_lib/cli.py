@@ -17,7 +17,21 @@ from typing import Sequence
 
 from .train import TrainConfig
 
-_TYPES = {"int": int, "float": float, "str": str}
+def weights(text: str) -> dict[str, float]:
+    """``arithmetic_slip=3,wrong_number=1`` -> {"arithmetic_slip": 3.0, "wrong_number": 1.0}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected kind=weight pairs separated by commas, got {part!r}")
+    return out
+
+
+_TYPES = {"int": int, "float": float, "str": str, "dict[str, float]": weights}
 
 
 def _field_type(annotation: str):
@@ -48,17 +62,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     group = p.add_argument_group("settings (override the preset's value)")
+    from .zoo import preset
+
+    cpu = preset("cpu")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"(preset default for cpu: {getattr(TrainConfig(), f.name)})")
+                               help=f"(the cpu preset: {getattr(cpu, f.name)})")
             continue
         kind, optional = _field_type(f.type)
         if kind is None:
             raise TypeError(f"TrainConfig.{f.name} has a type the CLI cannot parse: {f.type}")
+        metavar = "KIND=W,..." if kind is weights else kind.__name__.upper()
         group.add_argument(flag, dest=f.name, type=_none_or(kind) if optional else kind, default=None,
-                           metavar=kind.__name__.upper(), help=f"({f.type}{'; none to unset' if optional else ''})")
+                           metavar=metavar, help=f"({f.type}{'; none to unset' if optional else ''})")
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -3,15 +3,21 @@
 Chapter 2 of the course. One forward pass reads the whole solution; the hidden
 state at the last token of each step's separator goes through a linear value
 head (always in fp32, whatever the backbone's dtype) to one logit per step;
-``sigmoid(logit)`` is P(step correct). Step positions come from
+``sigmoid(logit)`` is P(step correct). Optionally (chapter 5) the PRM also reads
+a frozen whole LM's per-token surprise through a learned gate, which lowers the
+logit of a step whose tokens, or an earlier step's, the LM did not expect
+(``prm_lib.surprise``). Step positions come from
 ``prm_lib.steps.encode_solution`` and are gathered in one vectorised
 ``torch.gather``: no per-token Python loop, no ``.item()`` per token.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,9 +26,10 @@ import torch
 from torch import nn
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
+from .backbones import DEFAULT_BACKBONE, cache_dir, default_dtype, ensure_pad_token, load_backbone, resolve_device
 from .batching import Batch, BatchPolicy, collate, plan_batches
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
+from .surprise import SurpriseReader, SurpriseSource
 
 CONFIG_FILE = "prm_config.json"
 HEAD_FILE = "value_head.safetensors"
@@ -55,6 +62,16 @@ def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
     return {"full_attention": None}
 
 
+def surprise_cache_path(source: SurpriseSource, encoded: Sequence[EncodedSolution]) -> Path:
+    """Where ``attach_surprise(cache=True)`` keeps the surprise of exactly these solutions."""
+    digest = hashlib.sha256()
+    dtype = next(source.lm.parameters()).dtype
+    digest.update(f"{source.name}|{source.n_layers}|{source.device.type}|{dtype}|{len(encoded)}".encode())
+    for e in encoded:
+        digest.update(json.dumps(e.input_ids).encode())
+    return cache_dir() / "surprise" / f"{re.sub(r'[^A-Za-z0-9.]+', '-', source.name)}-{digest.hexdigest()[:16]}.pt"
+
+
 class ProcessRewardModel(nn.Module):
     """Backbone + value head; ``score`` returns P(step correct) for every step."""
 
@@ -67,6 +84,7 @@ class ProcessRewardModel(nn.Module):
         n_layers: int | None = None,
         separator: str = DEFAULT_SEPARATOR,
         max_length: int | None = None,
+        surprise: SurpriseSource | None = None,
     ) -> None:
         super().__init__()
         # Keep the transformer body: the LM head's vocabulary-sized logits are never needed.
@@ -84,6 +102,10 @@ class ProcessRewardModel(nn.Module):
             self.value_head.weight.copy_(torch.randn(1, hidden, generator=gen) / math.sqrt(hidden))
             self.value_head.bias.zero_()
         self.value_head.to(next(self.backbone.parameters()).device)
+        # Optional second input: the surprise of a frozen whole LM at every token, read by a learned gate
+        # (prm_lib.surprise). The source is a plain attribute, not a submodule: never trained or saved.
+        self.surprise_source = surprise
+        self.reader = SurpriseReader(hidden).to(self.value_head.weight.device) if surprise is not None else None
         self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
         # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
         self.implicit_positions: bool | None = None
@@ -99,10 +121,18 @@ class ProcessRewardModel(nn.Module):
         n_layers: int | None = None,
         separator: str = DEFAULT_SEPARATOR,
         max_length: int | None = None,
+        surprise_from: str | None = None,
     ) -> "ProcessRewardModel":
-        """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``)."""
+        """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``).
+
+        ``surprise_from`` names a whole causal LM (usually the backbone's own name) whose per-token
+        surprise the PRM reads beside its hidden states (``prm_lib.surprise``).
+        """
         model, tokenizer = load_backbone(name, device=device, dtype=dtype, n_layers=n_layers)
-        return cls(model, tokenizer, backbone_name=name, n_layers=n_layers, separator=separator, max_length=max_length)
+        device = next(model.parameters()).device
+        source = SurpriseSource.shared(surprise_from, device=device, dtype=dtype) if surprise_from else None
+        return cls(model, tokenizer, backbone_name=name, n_layers=n_layers, separator=separator, max_length=max_length,
+                   surprise=source)
 
     @property
     def device(self) -> torch.device:
@@ -139,7 +169,60 @@ class ProcessRewardModel(nn.Module):
         index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
         # fp32 (the head's dtype) but under FSDP's bf16 mixed precision, which casts the head's weights too
-        return self.value_head(step_hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+        logits = self.value_head(step_hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+        if self.reader is None:
+            return logits
+        surprise = batch.surprise if batch.surprise is not None else self.surprise_of(batch)
+        first = batch.first_step if batch.first_step is not None else torch.zeros(len(hidden), dtype=torch.long,
+                                                                                  device=hidden.device)
+        return logits - self.reader(hidden, surprise, batch.step_positions, first)
+
+    def to(self, *args: Any, **kwargs: Any) -> "ProcessRewardModel":
+        """``nn.Module.to``, and the frozen surprise LM follows the model to its device."""
+        moved = super().to(*args, **kwargs)
+        if self.surprise_source is not None:
+            self.surprise_source.to(self.device)
+        return moved
+
+    @property
+    def reads_surprise(self) -> bool:
+        return self.reader is not None
+
+    def surprise_of(self, batch: Batch) -> torch.Tensor:
+        """(B, T) surprise of the frozen LM at every token of ``batch`` (on this model's device)."""
+        if self.surprise_source is None:
+            raise ValueError("this PRM reads no surprise (built without surprise_from)")
+        right = batch.padding_side == "right"
+        surprise = self.surprise_source(batch.input_ids, None if right else batch.attention_mask,
+                                        None if right else batch.position_ids)
+        return surprise.to(self.device)
+
+    @torch.inference_mode()
+    def attach_surprise(self, encoded: Sequence[EncodedSolution], progress: bool = False, cache: bool = False) -> None:
+        """Compute each solution's surprise once and keep it on the solution (``EncodedSolution.surprise``),
+        so training epochs and evaluations reuse it instead of re-running the frozen LM.
+
+        ``cache=True`` also keeps the values on disk under ``$PRM_LIB_CACHE/surprise``, keyed by the LM,
+        device kind, dtype and every token id: a PRM and an ORM trained on the same solutions (or a
+        second training seed) compute them once.
+        """
+        todo = [e for e in encoded if e.surprise is None]
+        if self.surprise_source is None or not todo:
+            return
+        path = surprise_cache_path(self.surprise_source, todo) if cache else None
+        if path is not None and path.exists():
+            stored = torch.load(path, weights_only=True)
+            if len(stored) == len(todo) and all(len(v) == len(e) for v, e in zip(stored, todo)):
+                for e, values in zip(todo, stored):
+                    e.surprise = values.tolist()
+                return
+        for e, (written, best) in zip(todo, self.surprise_source.read([e.input_ids for e in todo], progress=progress)):
+            e.surprise = (best - written).tolist()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save([torch.tensor(e.surprise, dtype=torch.float32) for e in todo], tmp)
+            tmp.replace(path)
 
     # -- encoding ------------------------------------------------------------
     def encode(
@@ -164,6 +247,7 @@ class ProcessRewardModel(nn.Module):
     ) -> list[list[float]]:
         """P(step correct) for already-encoded solutions, in their order; NaN for steps cut by max_length."""
         policy = policy or BatchPolicy.for_device(self.device)
+        self.attach_surprise(encoded, progress=progress)  # the frozen LM once per distinct solution, if read
         was_training = self.training
         self.eval()
         results: list[list[float]] = [[] for _ in encoded]
@@ -207,6 +291,24 @@ class ProcessRewardModel(nn.Module):
         return self.score_batch([(problem, steps)])[0]
 
     # -- persistence -------------------------------------------------------------
+    def head_modules(self) -> dict[str, nn.Module]:
+        """The parts trained from scratch (the head's learning rate): the value head, and the reader if any."""
+        return {"": self.value_head} if self.reader is None else {"": self.value_head, "reader.": self.reader}
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """The value head's tensors as ``weight``/``bias`` (the saved format of every PRM) plus ``reader.*``."""
+        return {prefix + k: v for prefix, module in self.head_modules().items() for k, v in module.state_dict().items()}
+
+    def load_head_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of ``head_state_dict``; a missing or extra tensor is an error that names it."""
+        for prefix, module in self.head_modules().items():
+            part = {k[len(prefix):]: v for k, v in state.items()
+                    if k.startswith(prefix) and (prefix or not k.startswith("reader."))}
+            module.load_state_dict(part)
+        extra = sorted(k for k in state if k.startswith("reader.")) if self.reader is None else []
+        if extra:
+            raise ValueError(f"the saved head has reader tensors ({', '.join(extra)}) but this PRM reads no surprise")
+
     def backbone_is_pretrained(self) -> bool:
         """True if the backbone still has the weights it was loaded with (so saving its name suffices)."""
         return self._pretrained_fingerprint is not None and _fingerprint(self.backbone) == self._pretrained_fingerprint
@@ -220,6 +322,7 @@ class ProcessRewardModel(nn.Module):
             "separator": self.separator,
             "max_length": self.max_length,
             "hidden_size": self.value_head.in_features,
+            "surprise_from": self.surprise_source.name if self.surprise_source is not None else None,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -238,7 +341,7 @@ class ProcessRewardModel(nn.Module):
             config["backbone_weights"] = BACKBONE_DIR
             self.backbone.save_pretrained(directory / BACKBONE_DIR)
             self.tokenizer.save_pretrained(directory / BACKBONE_DIR)
-        head = {k: v.detach().float().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
+        head = {k: v.detach().float().cpu().contiguous() for k, v in self.head_state_dict().items()}
         save_file(head, directory / HEAD_FILE)
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return directory
@@ -261,6 +364,9 @@ class ProcessRewardModel(nn.Module):
         if not str(config.get("format", "")).startswith("prm_lib.ProcessRewardModel/"):
             raise ValueError(f"{config_path} is not a prm_lib ProcessRewardModel config")
         settings = dict(separator=config["separator"], max_length=config["max_length"], n_layers=config["n_layers"])
+        if config.get("surprise_from"):
+            dev = resolve_device(device)
+            settings["surprise"] = SurpriseSource.shared(config["surprise_from"], device=dev, dtype=dtype)
         if config.get("backbone_weights"):
             from transformers import AutoModel, AutoTokenizer
 
@@ -272,6 +378,6 @@ class ProcessRewardModel(nn.Module):
         else:
             model, tokenizer = load_backbone(config["backbone_name"], device, dtype, config["n_layers"])
             prm = cls(model, tokenizer, backbone_name=config["backbone_name"], **settings)
-        prm.value_head.load_state_dict({k: v.to(prm.device) for k, v in load_file(directory / HEAD_FILE).items()})
+        prm.load_head_state_dict({k: v.to(prm.device) for k, v in load_file(directory / HEAD_FILE).items()})
         prm.eval()
         return prm

@@ -44,6 +44,7 @@ class EncodedSolution:
     labels: list[Label] | None = None
     problem_length: int = 0  # tokens before the first step (prefix + problem + SEP)
     step_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each kept step's text
+    surprise: list[float] | None = None  # per token, from a frozen LM (prm_lib.surprise), once computed
 
     @property
     def n_scored(self) -> int:

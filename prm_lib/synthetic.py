@@ -37,7 +37,7 @@ import hashlib
 import re
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 from .data import PRMSample
 
@@ -117,6 +117,12 @@ class Problem:
     @property
     def split(self) -> str:
         return split_of(self.text)
+
+
+# The problems of the seed tutorial, as its text writes them: a training set built with
+# ``generate(..., held_out=SEED_PROBLEMS)`` never contains the examples the book then tests on.
+SEED_PROBLEMS = ("What is 2 + 3?", "What is 5 + 7?", "What is 8 × 3?", "What is 10 - 4?", "What is 15 / 3?",
+                 "What is 6 + 4?", "What is 9 × 2?", "What is 7 × 8?", "What is 12 / 4?", "What is 15% of 80?")
 
 
 def split_of(problem_text: str) -> str:
@@ -287,12 +293,23 @@ def generate(
     n_ops: int | None = None,
     max_ops: int = 4,
     direct_rate: float = 0.0,
+    error_weights: dict[str, float] | None = None,
+    held_out: Collection[str] = (),
 ) -> list[PRMSample]:
     """``n`` solutions of distinct problems in ``split`` (None: any), each wrong with ``error_rate``;
     word problems have ``n_ops`` operations, or 1 to ``max_ops`` at random; a ``direct_rate``
-    share are seed-style one-operation problems ("What is 9 × 2?")."""
+    share are seed-style one-operation problems ("What is 9 × 2?"). The error kind is drawn
+    uniformly from ``error_kinds``, or in proportion to ``error_weights`` (kind -> weight, 1 if absent).
+    Problems whose text is in ``held_out`` (e.g. ``SEED_PROBLEMS``) are never written."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; known: {SPLITS}")
+    kinds = list(error_kinds)
+    unknown = sorted(set(error_weights or {}) - set(kinds))
+    if unknown:
+        raise ValueError(f"error_weights names {unknown}, which are not among the error kinds {kinds}")
+    weights = [float((error_weights or {}).get(k, 1.0)) for k in kinds]
+    if any(w < 0 for w in weights) or not sum(weights) > 0:
+        raise ValueError(f"error_weights must be non-negative with a positive sum, got {error_weights}")
     rng = random.Random(seed)
     out: list[PRMSample] = []
     seen: set[str] = set()
@@ -302,12 +319,34 @@ def generate(
         if attempts > 50 * n + 1000:
             raise RuntimeError(f"could not find {n} distinct {split} problems")
         problem = random_problem(rng, n_ops, max_ops, direct_rate)
-        if problem.text in seen or (split is not None and problem.split != split):
+        if problem.text in seen or problem.text in held_out or (split is not None and problem.split != split):
             continue
         seen.add(problem.text)
-        error = rng.choice(list(error_kinds)) if rng.random() < error_rate else None
+        if rng.random() < error_rate:
+            error = rng.choice(kinds) if error_weights is None else rng.choices(kinds, weights)[0]
+        else:
+            error = None
         correct_after = error in ("arithmetic_slip", "wrong_number") and rng.random() < correction_rate
         out.append(solve(problem, rng, error, correct_after))
+    return out
+
+
+def times_table_probe(splits: Sequence[str] = ("validation", "test"), seed: int = 0) -> list[PRMSample]:
+    """Every fact a × b (a, b from 2 to 12) whose seed-style problem lies in ``splits`` (by default the
+    ones no training set holds), written once right and once slipped (off by 1, 2 or 10), as
+    three-step solutions: a probe of whether a PRM checks multiplication on facts it never trained on."""
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; known: {SPLITS}")
+    rng = random.Random(seed)
+    out: list[PRMSample] = []
+    for a in range(2, 13):
+        for b in range(2, 13):
+            problem = Problem("", "", a, (Operation("mul", b),), direct=True)
+            if problem.split not in splits:
+                continue
+            for error in (None, "arithmetic_slip"):
+                out.append(solve(problem, rng, error, correct_after=False))
     return out
 
 

@@ -79,6 +79,8 @@ class TrainConfig:
     correction_rate: float = 0.15
     max_ops: int = 4
     direct_rate: float = 0.0  # share of seed-style one-operation problems ("What is 9 × 2?")
+    error_weights: dict[str, float] | None = None  # relative frequency of each error kind (None: equal)
+    hold_out_seed_problems: bool = False  # never train on the seed tutorial's problems (synthetic.SEED_PROBLEMS)
     # optimisation
     batch_size: int = 16
     max_steps: int = 300
@@ -88,6 +90,8 @@ class TrainConfig:
     warmup_steps: int = 20
     grad_clip: float = 1.0
     freeze_embeddings: bool = True
+    # read the per-token surprise of the whole backbone LM, frozen, beside the hidden states (prm_lib.surprise)
+    surprise: bool = False
     compile: bool = False  # torch.compile the model (GPU speed; batches padded to a multiple of 8)
     # loss (prm_lib.loss)
     pos_weight: float | None = None
@@ -107,7 +111,16 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """All settings; those added after a preset was first trained are left out while at their
+        default, so the hash (and the zoo's cache entry) of every earlier configuration stays the same."""
+        out = dataclasses.asdict(self)
+        for name, default in _LATER_DEFAULTS.items():
+            if out[name] == default:
+                del out[name]
+        return out
+
+
+_LATER_DEFAULTS: dict[str, Any] = {"surprise": False, "error_weights": None, "hold_out_seed_problems": False}
 
 
 def outcome_targets(samples: Sequence[PRMSample]) -> list[float]:
@@ -216,10 +229,15 @@ class Trainer:
         self.is_main = self.accelerator.is_main_process
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress, self.on_eval = progress and self.is_main, on_eval
+        setup_start = time.perf_counter()
         self.train_enc = self._encode(train)
         self.val_enc = self._encode(val) if val else []
         self.val_samples = list(val)
         self.lengths = [len(e) for e in self.train_enc]
+        # the frozen LM's surprise, once per solution: every epoch and evaluation reuses it
+        self.model.attach_surprise(self.train_enc + self.val_enc, progress=self.progress, cache=out_dir is not None)
+        # encoding and the frozen LM's surprise, before the first step (train_seconds counts the steps)
+        self.setup_seconds = time.perf_counter() - setup_start
         self._epoch_plan: tuple[int, list[list[int]]] = (-1, [])
         # GPU option (not part of TrainConfig, so no preset changes): batches of about this many padded
         # tokens instead of batch_size rows; see batch_at and token_budget_batches.
@@ -227,7 +245,7 @@ class Trainer:
         self._token_plans: dict[tuple[int, int, int], list[list[int]]] = {}
         if config.freeze_embeddings:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
-        head = list(self.model.value_head.parameters())
+        head = [p for module in self.model.head_modules().values() for p in module.parameters()]
         body = [p for p in self.model.backbone.parameters() if p.requires_grad]
         fused = self.model.device.type == "cuda"
         optimizer = torch.optim.AdamW(
@@ -392,7 +410,7 @@ class Trainer:
                 raise ValueError(f"{ckpt} was written without FSDP: resume it without FSDP (or use another --out)")
             saved = ProcessRewardModel.load(ckpt, device=self.model.device)
             self.model.backbone.load_state_dict(saved.backbone.state_dict())
-            self.model.value_head.load_state_dict(saved.value_head.state_dict())
+            self.model.load_head_state_dict(saved.head_state_dict())
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
@@ -466,6 +484,7 @@ class Trainer:
                     "evals": r.evals,
                     "history": r.history,
                     "train_seconds": round(r.seconds, 1),
+                    "setup_seconds": round(self.setup_seconds, 1),
                     "train_tokens": r.tokens,
                     "tokens_per_second": round(r.tokens / r.seconds, 1) if r.seconds else None,
                     "world_size": self.accelerator.num_processes,
@@ -479,10 +498,11 @@ class Trainer:
 
 def build_data(config: TrainConfig) -> tuple[list[PRMSample], list[PRMSample]]:
     """The synthetic train and validation sets a config names (disjoint problems)."""
-    from .synthetic import generate
+    from .synthetic import SEED_PROBLEMS, generate
 
     options = dict(error_rate=config.error_rate, correction_rate=config.correction_rate, max_ops=config.max_ops,
-                   direct_rate=config.direct_rate)
+                   direct_rate=config.direct_rate, error_weights=config.error_weights,
+                   held_out=SEED_PROBLEMS if config.hold_out_seed_problems else ())
     train = generate(config.n_train, seed=config.data_seed, split="train", **options)
     val = generate(config.n_val, seed=config.data_seed + 1, split="validation", **options)
     return train, val
@@ -501,7 +521,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool
         device, dtype = "cpu", torch.float32
     else:
         device, dtype = device if device is not None else (accelerator.device if accelerator.num_processes > 1 else None), None
-    model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=dtype, n_layers=config.n_layers)
+    model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=dtype, n_layers=config.n_layers,
+                                             surprise_from=config.backbone if config.surprise else None)
     train_set, val_set = build_data(config)
     trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, accelerator=accelerator)
     result = trainer.fit()

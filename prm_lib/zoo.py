@@ -30,11 +30,19 @@ from .train import TrainConfig, train
 _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_steps=20, batch_size=8,
             max_steps=560, n_train=5000, n_val=200, eval_every=140, max_ops=2, error_rate=0.6, direct_rate=0.5)
 
+# The preset that reads what its backbone knows (chapter 5's next step, measured but not yet what the
+# chapters load): the same 8 trained layers plus the per-token surprise of the whole SmolLM2-135M, frozen
+# (prm_lib.surprise); 60% seed-style problems, half of the errors slips, the seed's problems held out.
+_READER = dict(_CPU, n_train=4000, direct_rate=0.6, error_weights={"arithmetic_slip": 3.0}, surprise=True,
+               hold_out_seed_problems=True)
+
 PRESETS: dict[str, TrainConfig] = {
     # The course's PRM: SmolLM2-135M cut to 8 layers, trained on CPU in about 10 minutes (2 cores).
     "cpu": TrainConfig(**_CPU),
     # The ORM baseline: same backbone, problems and budget; one outcome label per solution.
     "cpu-orm": TrainConfig(**{**_CPU, "objective": "orm"}),
+    "cpu-reader": TrainConfig(**_READER),
+    "cpu-reader-orm": TrainConfig(**{**_READER, "objective": "orm"}),
     # Seconds-long runs for tests of the machinery (tiny random model: learns little).
     "tiny": TrainConfig(backbone="tiny-qwen2", n_layers=None, n_train=200, n_val=60, batch_size=8, max_steps=30,
                         eval_every=15, lr=1e-3, head_lr=3e-3, warmup_steps=5),
@@ -50,6 +58,8 @@ PRESETS["gpu-qwen2.5-0.5b-orm"] = dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"
 PRESET_HELP = {
     "cpu": "the course's PRM: smollm2-135m (first 8 layers), 560 steps of 8, about 10 min on 2 CPU cores",
     "cpu-orm": "ORM baseline with the cpu preset's backbone, data and budget (outcome labels only)",
+    "cpu-reader": "the cpu preset reading the whole smollm2-135m's surprise (frozen), slip-heavy data: ~13 min",
+    "cpu-reader-orm": "ORM baseline with the cpu-reader preset's backbone, inputs, data and budget",
     "tiny": "tiny random Qwen2, 30 steps: seconds; for tests",
     "tiny-orm": "tiny random Qwen2 ORM, 30 steps: seconds; for tests",
     "gpu-qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B (needs the model hub), 600 steps of 32 on a GPU",

@@ -1,0 +1,213 @@
+"""Reading the frozen LM's surprise: what it measures, which tokens each step reads, training and saving."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from prm_lib.model import ProcessRewardModel
+from prm_lib.surprise import SurpriseReader
+from prm_lib.synthetic import SEED_PROBLEMS, generate, split_of
+from prm_lib.train import TrainConfig, Trainer, build_data
+from prm_lib.zoo import preset
+
+ITEMS = [("What is 9 × 2?", ["I need to multiply 9 by 2.", "9 × 2 = 16.", "The answer is 16."]),
+         ("What is 2 + 3?", ["2 + 3 = 5."]),
+         ("What is 7 × 8?", ["I need to multiply 7 by 8.", "7 × 8 = 54.", "Wait, let me check: 7 × 8 = 56.",
+                             "The answer is 56."])]
+
+
+@pytest.fixture(scope="module")
+def reading_prm():
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", surprise_from="tiny-qwen2")
+    with torch.no_grad():  # a gate that reads every token, so each test sees the surprise move a score
+        prm.reader.gate[2].bias.fill_(1.0)
+    return prm
+
+
+def test_surprise_is_zero_where_the_lm_writes_its_own_first_choice(reading_prm):
+    lm = reading_prm.surprise_source.lm
+    ids = torch.tensor([[5, 17, 300]])
+    with torch.no_grad():
+        for _ in range(6):  # greedy continuation: every new token is the LM's first choice
+            ids = torch.cat([ids, lm(input_ids=ids).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    surprise = reading_prm.surprise_source(ids)
+    assert surprise.shape == ids.shape and surprise[0, 0] == 0
+    assert torch.all(surprise[0, 3:].abs() < 1e-5)
+    wrong = ids.clone()
+    with torch.no_grad():
+        second = lm(input_ids=ids[:, :5]).logits[0, -1].topk(2).indices[1]
+    wrong[0, 5] = second  # the LM's second choice at position 5
+    assert reading_prm.surprise_source(wrong)[0, 5] > 0
+
+
+def test_each_step_reads_the_steps_so_far_and_never_the_problem():
+    torch.manual_seed(0)
+    reader = SurpriseReader(8)
+    with torch.no_grad():
+        reader.gate[2].bias.fill_(1.0)
+    hidden, surprise = torch.randn(1, 12, 8), torch.rand(1, 12)
+    steps, first = torch.tensor([[5, 8, 11]]), torch.tensor([3])
+    base = reader(hidden, surprise, steps, first)
+    assert base.shape == (1, 3) and torch.all(base > 0)
+    in_problem = surprise.clone(); in_problem[0, 1:3] += 50.0
+    assert torch.equal(reader(hidden, in_problem, steps, first), base)
+    in_step_2 = surprise.clone(); in_step_2[0, 7] += 50.0  # token 7 belongs to the second step (6..8)
+    moved = reader(hidden, in_step_2, steps, first)
+    assert moved[0, 0] == base[0, 0] and moved[0, 1] > base[0, 1] + 1 and moved[0, 2] > base[0, 2] + 1
+
+
+def test_cached_surprise_and_both_padding_sides_give_the_same_scores(reading_prm):
+    direct = [reading_prm.score(p, s) for p, s in ITEMS]
+    encoded = reading_prm.encode(ITEMS)
+    reading_prm.attach_surprise(encoded)
+    assert all(e.surprise is not None and len(e.surprise) == len(e) for e in encoded)
+    fresh = reading_prm.encode(ITEMS)  # no surprise attached: the forward pass asks the frozen LM itself
+    with torch.no_grad():
+        computed = {side: torch.sigmoid(reading_prm(reading_prm.collate(fresh, side))) for side in ("left", "right")}
+    for scores in (reading_prm.score_encoded(encoded), reading_prm.score_batch(ITEMS, padding_side="left"),
+                   *[[row[: len(steps)].tolist() for row, (_, steps) in zip(computed[side], ITEMS)] for side in computed]):
+        for a, b in zip(scores, direct):
+            assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_one_frozen_lm_per_process_and_each_sequence_read_once(reading_prm):
+    from prm_lib.surprise import LikelihoodScorer, SurpriseSource
+
+    other = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", surprise_from="tiny-qwen2")
+    assert other.surprise_source is reading_prm.surprise_source
+    assert LikelihoodScorer("tiny-qwen2", device="cpu").source is reading_prm.surprise_source
+    assert SurpriseSource.shared("tiny-qwen2", device="cpu", n_layers=1) is not reading_prm.surprise_source
+    source = reading_prm.surprise_source
+    calls = []
+    original = source.logprobs
+    source.logprobs = lambda ids, *a: calls.append(ids.shape[0]) or original(ids, *a)
+    try:
+        ids = [[1001, 1002, 1003, 1004], [1001, 1002, 1003, 1004], [1005, 1006, 1007, 1008, 1009]]
+        first = source.read(ids)
+        again = source.read(ids[:2])
+    finally:
+        del source.logprobs
+    assert sum(calls) == 2  # two distinct sequences, read once each
+    assert torch.equal(first[0][0], again[1][0]) and torch.equal(first[0][1], first[1][1])
+
+
+def test_the_reader_changes_scores_and_survives_save_and_load(reading_prm, tmp_path):
+    plain = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    assert reading_prm.score_batch(ITEMS) != plain.score_batch(ITEMS)
+    reading_prm.save(tmp_path)
+    loaded = ProcessRewardModel.load(tmp_path)
+    assert loaded.reads_surprise and loaded.surprise_source.name == "tiny-qwen2"
+    for a, b in zip(loaded.score_batch(ITEMS), reading_prm.score_batch(ITEMS)):
+        assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_a_reader_head_does_not_load_into_a_prm_without_one(reading_prm, tmp_path):
+    plain = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    with pytest.raises(ValueError, match="reader tensors"):
+        plain.load_head_state_dict(reading_prm.head_state_dict())
+
+
+def test_training_moves_the_reader_and_never_the_frozen_lm():
+    config = dataclasses.replace(preset("tiny"), surprise=True, max_steps=6, eval_every=6)
+    model = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", surprise_from="tiny-qwen2")
+    gate, lm = copy_params(model.reader), copy_params(model.surprise_source.lm)
+    train, val = build_data(config)
+    trainer = Trainer(model, train, val, config, progress=False)
+    assert all(e.surprise is not None for e in trainer.train_enc + trainer.val_enc)
+    group_sizes = [len(g["params"]) for g in trainer.optimizer.param_groups]
+    assert group_sizes[1] == 2 + len(list(model.reader.parameters()))  # the reader learns at the head's rate
+    trainer.fit()
+    assert any(not torch.equal(a, b) for a, b in zip(gate, model.reader.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(lm, model.surprise_source.lm.parameters()))
+
+
+def copy_params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_surprise_setting_keeps_earlier_hashes_and_enters_its_own():
+    assert "surprise" not in TrainConfig().to_dict()
+    assert TrainConfig(surprise=True).to_dict()["surprise"] is True
+
+
+def test_the_reading_preset_never_trains_on_the_seed_tutorials_problems():
+    config = preset("cpu-reader")
+    assert config.hold_out_seed_problems and config.surprise
+    train, val = build_data(config)
+    assert not {s.problem for s in train + val} & set(SEED_PROBLEMS)
+    # the same generator without the hold-out does write some of them (so the check above can fail)
+    plain = generate(3000, seed=5, split=None, direct_rate=1.0)
+    assert {s.problem for s in plain} & set(SEED_PROBLEMS)
+    held = generate(3000, seed=5, split=None, direct_rate=1.0, held_out=SEED_PROBLEMS)
+    assert not {s.problem for s in held} & set(SEED_PROBLEMS)
+
+
+def test_surprise_kept_on_disk_is_read_back_for_the_same_solutions_only(reading_prm, tmp_path, monkeypatch):
+    from prm_lib.model import surprise_cache_path
+
+    monkeypatch.setenv("PRM_LIB_CACHE", str(tmp_path))
+    first = reading_prm.encode(ITEMS)
+    reading_prm.attach_surprise(first, cache=True)
+    path = surprise_cache_path(reading_prm.surprise_source, reading_prm.encode(ITEMS))
+    assert path.exists() and path.parent.parent == tmp_path
+    again = reading_prm.encode(ITEMS)
+    reading_prm.attach_surprise(again, cache=True)
+    assert [e.surprise for e in again] == [e.surprise for e in first]
+    other = reading_prm.encode(ITEMS[:2])
+    assert surprise_cache_path(reading_prm.surprise_source, other) != path
+
+
+def test_error_weights_shift_the_kinds_and_bad_weights_are_named():
+    from collections import Counter
+
+    plain = Counter(s.meta["error_kind"] for s in generate(1200, seed=3, error_rate=1.0, split=None))
+    slips = Counter(s.meta["error_kind"] for s in generate(1200, seed=3, error_rate=1.0, split=None,
+                                                            error_weights={"arithmetic_slip": 3.0}))
+    assert slips["arithmetic_slip"] > 2 * plain["arithmetic_slip"]
+    assert generate(50, seed=3)[0].steps == generate(50, seed=3, error_weights=None)[0].steps
+    with pytest.raises(ValueError, match="slips"):
+        generate(5, error_weights={"slips": 2.0})
+    with pytest.raises(ValueError, match="non-negative"):
+        generate(5, error_weights={"arithmetic_slip": -1.0})
+
+
+def test_times_table_probe_holds_facts_never_trained_on_right_and_slipped():
+    from prm_lib.synthetic import times_table_probe
+
+    probe = times_table_probe()
+    assert probe and len(probe) % 2 == 0
+    assert all(split_of(s.problem) != "train" for s in probe)
+    for right, slipped in zip(probe[::2], probe[1::2]):
+        assert right.problem == slipped.problem and right.labels == [1, 1, 1] and slipped.labels == [1, -1, -1]
+        assert right.steps[1] != slipped.steps[1]
+    with pytest.raises(ValueError, match="unknown split"):
+        times_table_probe(("train", "dev"))
+
+
+def test_cli_parses_error_weights():
+    import argparse
+
+    from prm_lib.cli import weights
+
+    assert weights("arithmetic_slip=3, wrong_number=0.5") == {"arithmetic_slip": 3.0, "wrong_number": 0.5}
+    for bad in ("arithmetic_slip", "=3", "arithmetic_slip=x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="kind=weight"):
+            weights(bad)
+
+
+def test_likelihood_scorer_is_the_geometric_mean_probability_of_each_steps_tokens():
+    import math
+
+    from prm_lib.steps import encode_solutions
+    from prm_lib.surprise import LikelihoodScorer
+
+    scorer = LikelihoodScorer("tiny-qwen2")
+    scores = scorer.score_batch(ITEMS)
+    assert [len(s) for s in scores] == [len(steps) for _, steps in ITEMS]
+    for item, got in zip(ITEMS, scores):  # one solution at a time, by hand
+        encoded = encode_solutions(scorer.source.tokenizer, [item], None)[0]
+        written, _ = scorer.source.logprobs(torch.tensor([encoded.input_ids]))
+        for (a, b), value in zip(encoded.step_spans, got):
+            assert value == pytest.approx(math.exp(written[0, a:b].mean().item()), rel=1e-5)
+            assert 0 < value <= 1
