@@ -13,11 +13,9 @@ logit of a step whose tokens, or an earlier step's, the LM did not expect
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +24,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE, cache_dir, default_dtype, ensure_pad_token, load_backbone, resolve_device
+from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
 from .batching import Batch, BatchPolicy, collate, plan_batches
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
 from .surprise import SurpriseReader, SurpriseSource
@@ -60,16 +58,6 @@ def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
     if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
         return None
     return {"full_attention": None}
-
-
-def surprise_cache_path(source: SurpriseSource, encoded: Sequence[EncodedSolution]) -> Path:
-    """Where ``attach_surprise(cache=True)`` keeps the surprise of exactly these solutions."""
-    digest = hashlib.sha256()
-    dtype = next(source.lm.parameters()).dtype
-    digest.update(f"{source.name}|{source.n_layers}|{source.device.type}|{dtype}|{len(encoded)}".encode())
-    for e in encoded:
-        digest.update(json.dumps(e.input_ids).encode())
-    return cache_dir() / "surprise" / f"{re.sub(r'[^A-Za-z0-9.]+', '-', source.name)}-{digest.hexdigest()[:16]}.pt"
 
 
 class ProcessRewardModel(nn.Module):
@@ -209,7 +197,7 @@ class ProcessRewardModel(nn.Module):
         todo = [e for e in encoded if e.surprise is None]
         if self.surprise_source is None or not todo:
             return
-        path = surprise_cache_path(self.surprise_source, todo) if cache else None
+        path = self.surprise_source.cache_path([e.input_ids for e in todo]) if cache else None
         if path is not None and path.exists():
             stored = torch.load(path, weights_only=True)
             if len(stored) == len(todo) and all(len(v) == len(e) for v, e in zip(stored, todo)):

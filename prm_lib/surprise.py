@@ -28,8 +28,12 @@ computes once and keeps (``ProcessRewardModel.attach_surprise``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -131,6 +135,18 @@ class SurpriseSource:
             self._memo.popitem(last=False)
         return out
 
+    def cache_path(self, sequences: Sequence[Sequence[int]]) -> Path:
+        """Where the values of exactly these token-id sequences are kept on disk (keyed by this LM, its
+        depth, device kind and dtype, and every token id)."""
+        from .backbones import cache_dir
+
+        digest = hashlib.sha256()
+        dtype = next(self.lm.parameters()).dtype
+        digest.update(f"{self.name}|{self.n_layers}|{self.device.type}|{dtype}|{len(sequences)}".encode())
+        for seq in sequences:
+            digest.update(json.dumps([int(t) for t in seq]).encode())
+        return cache_dir() / "surprise" / f"{re.sub(r'[^A-Za-z0-9.]+', '-', self.name)}-{digest.hexdigest()[:16]}.pt"
+
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) surprise in nats, fp32: how far each written token is from the LM's first choice."""
@@ -165,13 +181,6 @@ class SurpriseReader(nn.Module):
         pooled = torch.logcumsumexp(z, dim=1) / POOL_TEMPERATURE  # (B, T-1): smooth max over tokens 1..t
         index = (step_positions - 1).clamp(min=0)
         return torch.gather(pooled, 1, index).clamp(min=0.0)
-
-
-def describe(reader: SurpriseReader | None, source: SurpriseSource | None) -> dict[str, Any]:
-    """The reader's part of a saved model's config."""
-    if reader is None or source is None:
-        return {"surprise_from": None}
-    return {"surprise_from": source.name, "surprise_pool_temperature": POOL_TEMPERATURE}
 
 
 class LikelihoodScorer:

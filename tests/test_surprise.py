@@ -144,18 +144,16 @@ def test_the_reading_preset_never_trains_on_the_seed_tutorials_problems():
 
 
 def test_surprise_kept_on_disk_is_read_back_for_the_same_solutions_only(reading_prm, tmp_path, monkeypatch):
-    from prm_lib.model import surprise_cache_path
-
     monkeypatch.setenv("PRM_LIB_CACHE", str(tmp_path))
     first = reading_prm.encode(ITEMS)
     reading_prm.attach_surprise(first, cache=True)
-    path = surprise_cache_path(reading_prm.surprise_source, reading_prm.encode(ITEMS))
+    path = reading_prm.surprise_source.cache_path([e.input_ids for e in reading_prm.encode(ITEMS)])
     assert path.exists() and path.parent.parent == tmp_path
     again = reading_prm.encode(ITEMS)
     reading_prm.attach_surprise(again, cache=True)
     assert [e.surprise for e in again] == [e.surprise for e in first]
     other = reading_prm.encode(ITEMS[:2])
-    assert surprise_cache_path(reading_prm.surprise_source, other) != path
+    assert reading_prm.surprise_source.cache_path([e.input_ids for e in other]) != path
 
 
 def test_error_weights_shift_the_kinds_and_bad_weights_are_named():
