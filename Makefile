@@ -40,7 +40,7 @@ nbval: setup
 
 # For authors, before recording chapters: nbval against the course's models retrained two other ways,
 # with another training seed and with one CPU thread (each trains once, then is cached apart from
-# the default models). Not part of `make test`: it trains four models (about 40 minutes on 2 cores).
+# the default models). Not part of `make test`: it trains four models (a PRM and an ORM twice; the one-thread pair runs slower).
 ONE_THREAD_CACHE ?= $(HOME)/.cache/prm_lib-one-thread
 TRAIN_COURSE_MODELS := from prm_lib.zoo import course_preset, load_or_train; [load_or_train(*course_preset(o)) for o in ("prm", "orm")]
 robustness: setup

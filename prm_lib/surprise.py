@@ -29,6 +29,7 @@ computes once and keeps (``ProcessRewardModel.attach_surprise``).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -47,6 +48,10 @@ GATE_BIAS = -4.0
 # Per-sequence results a source keeps in memory: a PRM, its ORM and a likelihood baseline reading the
 # same candidates run the frozen LM once (about 8 MB per 10,000 sequences of 100 tokens).
 MEMO_SIZE = 200_000
+# Sequences whose key/value states are kept, so that a sequence extending one (a beam's next step) runs
+# only its new tokens (SmolLM2-135M in fp32: 46 KB per token, about 4.6 MB per 100-token sequence).
+PREFIX_MEMORY = 64
+MIN_PREFIX = 8  # a shared start shorter than this is not worth a second code path: the sequence runs whole
 _SHARED: dict[tuple[str, int | None, str, torch.dtype | None], "SurpriseSource"] = {}
 
 
@@ -66,6 +71,10 @@ class SurpriseSource:
         if not hasattr(self.lm, "get_output_embeddings") or self.lm.get_output_embeddings() is None:
             raise ValueError(f"{name!r} has no language-model head: surprise needs a causal LM")
         self._memo: OrderedDict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        # per-layer (keys, values) of the last sequences read, for reading their extensions
+        self._states: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        # transformers 5 names the key/value cache "cache", earlier releases "past_key_values"
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
 
     @classmethod
     def shared(cls, name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
@@ -96,11 +105,9 @@ class SurpriseSource:
         out = self.lm(input_ids=input_ids.to(self.device), use_cache=False,
                       attention_mask=None if attention_mask is None else attention_mask.to(self.device),
                       position_ids=None if position_ids is None else position_ids.to(self.device))
-        logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
         written = torch.zeros(input_ids.shape, dtype=torch.float32, device=self.device)
         best = torch.zeros_like(written)
-        written[:, 1:] = logp.gather(-1, input_ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1)
-        best[:, 1:] = logp.max(dim=-1).values
+        written[:, 1:], best[:, 1:] = _next_token_logprobs(out.logits, input_ids.to(self.device))
         if attention_mask is not None:
             keep = attention_mask.to(self.device, torch.float32)
             written, best = written * keep, best * keep
@@ -109,24 +116,34 @@ class SurpriseSource:
     @torch.no_grad()
     def read(self, sequences: Sequence[Sequence[int]], progress: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(written, best) log-probabilities (1-D fp32 tensors on the CPU, as in ``logprobs``) for each token-id
-        sequence; sequences read before are answered from memory, the rest in length-sorted batches."""
+        sequence. Sequences read before are answered from memory. A sequence that extends one of the last
+        ``PREFIX_MEMORY`` sequences read (a beam's next step) runs only its new tokens, on that sequence's
+        kept key/value states; the rest run whole, in length-sorted batches."""
         from .batching import BatchPolicy, plan_batches
 
         keys = [tuple(int(t) for t in seq) for seq in sequences]
         todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
-        batches = plan_batches([len(k) for k in todo], BatchPolicy.for_device(self.device))
+        keep = set(todo[-PREFIX_MEMORY:])  # states of earlier ones would leave the prefix memory at once
+        extensions: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+        whole = []
+        for k in todo:
+            prefix = self._kept_prefix(k)
+            (extensions.setdefault(prefix, []).append(k) if prefix else whole.append(k))
+        batches = plan_batches([len(k) for k in whole], BatchPolicy.for_device(self.device))
         if progress:
             from .progress import progress as progress_bar
 
             batches = progress_bar(batches, desc="surprise of the frozen LM", unit="batch")
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         for idx in batches:
-            width = max(len(todo[i]) for i in idx)
-            ids = torch.tensor([list(todo[i]) + [pad] * (width - len(todo[i])) for i in idx])
-            written, best = self.logprobs(ids)  # right padding: causal attention never reads the pads
-            for row, i in enumerate(idx):
-                n = len(todo[i])
-                self._memo[todo[i]] = (written[row, :n].cpu(), best[row, :n].cpu())
+            rows = [whole[i] for i in idx]
+            width = max(len(k) for k in rows)
+            ids = torch.tensor([list(k) + [pad] * (width - len(k)) for k in rows])
+            # right padding: causal attention never reads the pads
+            written, best, states = self._forward(ids, None, want_states=any(k in keep for k in rows))
+            self._store(rows, 0, written, best, states, keep)
+        for prefix, rows in extensions.items():
+            self._extend(prefix, rows, pad, keep)
         out = []
         for k in keys:
             self._memo.move_to_end(k)
@@ -134,6 +151,54 @@ class SurpriseSource:
         while len(self._memo) > MEMO_SIZE:
             self._memo.popitem(last=False)
         return out
+
+    def _kept_prefix(self, key: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The longest sequence whose states are kept and that ``key`` extends by at least one token."""
+        for m in range(len(key) - 1, MIN_PREFIX - 1, -1):
+            if key[:m] in self._states:
+                return key[:m]
+        return None
+
+    def _forward(self, ids: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None,
+                 want_states: bool) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+        """Log-probabilities of each next token of ``ids`` (written: the one in ``ids`` after it, best: the
+        LM's first choice), predicted at every position of ``ids`` after the ``past`` states; and the new
+        per-layer (keys, values) when asked."""
+        kwargs: dict[str, Any] = {"use_cache": want_states or past is not None}
+        if past is not None:  # the states hold positions 0..P-1 of every row, so ids start at position P
+            kwargs[self._cache_arg] = _make_cache(past)
+        out = self.lm(input_ids=ids.to(self.device), **kwargs)
+        written, best = _next_token_logprobs(out.logits, ids.to(self.device))
+        return written, best, _cache_tensors(getattr(out, self._cache_arg)) if want_states else None
+
+    def _store(self, rows: Sequence[tuple[int, ...]], offset: int, written: torch.Tensor, best: torch.Tensor,
+               states: list[tuple[torch.Tensor, torch.Tensor]] | None, keep: set[tuple[int, ...]],
+               prefix: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Memoise each row's values (the forward pass began at position ``offset``; ``prefix`` holds the
+        values before it) and keep the states of the rows in ``keep``."""
+        for r, k in enumerate(rows):
+            n = len(k) - offset - 1  # predictions this pass made for the row's own tokens
+            head_w, head_b = (torch.zeros(1), torch.zeros(1)) if prefix is None else \
+                (prefix[0][: offset + 1], prefix[1][: offset + 1])
+            self._memo[k] = (torch.cat([head_w, written[r, :n].cpu()]), torch.cat([head_b, best[r, :n].cpu()]))
+            if states is not None and k in keep:
+                self._states[k] = [(keys[r : r + 1, :, : len(k)].clone(), values[r : r + 1, :, : len(k)].clone())
+                                   for keys, values in states]
+                self._states.move_to_end(k)
+                while len(self._states) > PREFIX_MEMORY:
+                    self._states.popitem(last=False)
+
+    def _extend(self, prefix: tuple[int, ...], rows: list[tuple[int, ...]], pad: int, keep: set[tuple[int, ...]]) -> None:
+        """Read ``rows``, which all extend ``prefix``: re-run the prefix's last token (its prediction of the
+        first new token was not kept) and the new tokens, on the prefix's kept states."""
+        m = len(prefix)
+        self._states.move_to_end(prefix)
+        past = [(keys[:, :, : m - 1].expand(len(rows), -1, -1, -1), values[:, :, : m - 1].expand(len(rows), -1, -1, -1))
+                for keys, values in self._states[prefix]]
+        width = max(len(k) for k in rows) - (m - 1)
+        ids = torch.tensor([list(k[m - 1 :]) + [pad] * (width - len(k) + m - 1) for k in rows])
+        written, best, states = self._forward(ids, past, want_states=any(k in keep for k in rows))
+        self._store(rows, m - 1, written, best, states, keep, prefix=self._memo[prefix])
 
     def cache_path(self, sequences: Sequence[Sequence[int]]) -> Path:
         """Where the values of exactly these token-id sequences are kept on disk (keyed by this LM, its
@@ -152,6 +217,30 @@ class SurpriseSource:
         """(B, T) surprise in nats, fp32: how far each written token is from the LM's first choice."""
         written, best = self.logprobs(input_ids, attention_mask, position_ids)
         return best - written
+
+
+def _next_token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T-1) fp32 log-probabilities that the logits at t give token t+1 of ``ids``, and their maximum."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1), logp.max(dim=-1).values
+
+
+def _make_cache(past: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A transformers key/value cache holding ``past`` (per layer: (B, heads, T, head_dim) keys and values)."""
+    from transformers import DynamicCache
+
+    if hasattr(DynamicCache, "from_legacy_cache"):
+        return DynamicCache.from_legacy_cache(tuple(past))
+    return DynamicCache(past)
+
+
+def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer (keys, values) of a transformers cache, whichever release made it."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache"):
+        return list(zip(cache.key_cache, cache.value_cache))
+    return [(k, v) for k, v in cache]
 
 
 class SurpriseReader(nn.Module):

@@ -27,20 +27,22 @@ from .train import TrainConfig, train
 
 # Chosen by measurement on the 2-core CPU (chapter 5 tells the story): 8 of 30 layers, short
 # solutions (half seed-style "What is 9 × 2?", half word problems of 1-2 operations), 60% with an error.
+# Chapter 5's run E; it misses most arithmetic slips, which the reading preset below catches.
 _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_steps=20, batch_size=8,
             max_steps=560, n_train=5000, n_val=200, eval_every=140, max_ops=2, error_rate=0.6, direct_rate=0.5)
 
-# The preset that reads what its backbone knows (chapter 5's next step, measured but not yet what the
-# chapters load): the same 8 trained layers plus the per-token surprise of the whole SmolLM2-135M, frozen
-# (prm_lib.surprise); 60% seed-style problems, half of the errors slips, the seed's problems held out.
-_READER = dict(_CPU, n_train=4000, direct_rate=0.6, error_weights={"arithmetic_slip": 3.0}, surprise=True,
-               hold_out_seed_problems=True)
+# The course's PRM (what the chapters load): the same 8 trained layers plus the per-token surprise of the
+# whole SmolLM2-135M, frozen (prm_lib.surprise); a curriculum of 60% seed-style problems with half of the
+# errors slips; the seed tutorial's own problems held out of training.
+_CURRICULUM = dict(direct_rate=0.6, error_weights={"arithmetic_slip": 3.0}, hold_out_seed_problems=True)
+_READER = dict(_CPU, n_train=4000, surprise=True, **_CURRICULUM)
 
 PRESETS: dict[str, TrainConfig] = {
-    # The course's PRM: SmolLM2-135M cut to 8 layers, trained on CPU in about 10 minutes (2 cores).
+    # Run E of chapter 5: SmolLM2-135M cut to 8 layers, trained on CPU in about 10 minutes (2 cores).
     "cpu": TrainConfig(**_CPU),
     # The ORM baseline: same backbone, problems and budget; one outcome label per solution.
     "cpu-orm": TrainConfig(**{**_CPU, "objective": "orm"}),
+    # The course's PRM: run E reading the whole LM's surprise, about 13 minutes on 2 CPU cores.
     "cpu-reader": TrainConfig(**_READER),
     "cpu-reader-orm": TrainConfig(**{**_READER, "objective": "orm"}),
     # Seconds-long runs for tests of the machinery (tiny random model: learns little).
@@ -51,18 +53,20 @@ PRESETS: dict[str, TrainConfig] = {
     # For a GPU (Colab or local): the seed's backbone, whole, more data and steps.
     "gpu-qwen2.5-0.5b": TrainConfig(backbone="Qwen/Qwen2.5-0.5B", n_layers=None, lr=2e-5, head_lr=1e-3,
                                     batch_size=32, max_steps=600, n_train=20000, n_val=500, eval_every=100,
-                                    warmup_steps=30, freeze_embeddings=False),
+                                    warmup_steps=30, freeze_embeddings=False, error_rate=0.6, surprise=True,
+                                    **_CURRICULUM),
 }
 PRESETS["gpu-qwen2.5-0.5b-orm"] = dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"], objective="orm")
 
 PRESET_HELP = {
-    "cpu": "the course's PRM: smollm2-135m (first 8 layers), 560 steps of 8, about 10 min on 2 CPU cores",
+    "cpu": "smollm2-135m (first 8 layers), 560 steps of 8, about 10 min on 2 CPU cores; misses most slips",
     "cpu-orm": "ORM baseline with the cpu preset's backbone, data and budget (outcome labels only)",
-    "cpu-reader": "the cpu preset reading the whole smollm2-135m's surprise (frozen), slip-heavy data: ~13 min",
+    "cpu-reader": "the course's PRM: the cpu preset reading the whole smollm2-135m's surprise (frozen), "
+                  "slip-heavy data: ~13 min on 2 CPU cores",
     "cpu-reader-orm": "ORM baseline with the cpu-reader preset's backbone, inputs, data and budget",
     "tiny": "tiny random Qwen2, 30 steps: seconds; for tests",
     "tiny-orm": "tiny random Qwen2 ORM, 30 steps: seconds; for tests",
-    "gpu-qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B (needs the model hub), 600 steps of 32 on a GPU",
+    "gpu-qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B (needs the model hub) reading its own surprise, 600 steps of 32 on a GPU",
     "gpu-qwen2.5-0.5b-orm": "ORM baseline with the gpu-qwen2.5-0.5b preset's backbone, data and budget",
 }
 
@@ -91,14 +95,14 @@ def course_backbone() -> str:
 def course_preset(objective: str = "prm") -> tuple[str, TrainConfig]:
     """(name, config) of the model a chapter should load: ``load_or_train(*course_preset())``.
 
-    With the default backbone that is the ``cpu`` preset (``cpu-orm`` for ``objective="orm"``);
+    With the default backbone that is the ``cpu-reader`` preset (``cpu-reader-orm`` for ``objective="orm"``);
     with any other ``$PRM_BACKBONE`` (``Qwen/Qwen2.5-0.5B`` on a GPU) the ``gpu-qwen2.5-0.5b``
     recipe on that backbone.
     """
     if objective not in ("prm", "orm"):
         raise ValueError(f"objective must be 'prm' or 'orm', not {objective!r}")
     backbone = course_backbone()
-    name = "cpu" if backbone == DEFAULT_BACKBONE else "gpu-qwen2.5-0.5b"
+    name = "cpu-reader" if backbone == DEFAULT_BACKBONE else "gpu-qwen2.5-0.5b"
     config = preset(name if objective == "prm" else f"{name}-orm")
     if backbone != config.backbone:
         config = dataclasses.replace(config, backbone=backbone)

@@ -41,8 +41,8 @@ def test_course_preset_follows_prm_backbone(monkeypatch):
     monkeypatch.delenv("PRM_BACKBONE", raising=False)
     assert course_backbone() == DEFAULT_BACKBONE
     name, config = course_preset()
-    assert name == "cpu" and config == preset("cpu")
-    assert course_preset("orm") == ("cpu-orm", preset("cpu-orm"))
+    assert name == "cpu-reader" and config == preset("cpu-reader")
+    assert course_preset("orm") == ("cpu-reader-orm", preset("cpu-reader-orm"))
     monkeypatch.setenv("PRM_BACKBONE", "Qwen/Qwen2.5-0.5B")
     assert course_preset() == ("gpu-qwen2.5-0.5b", preset("gpu-qwen2.5-0.5b"))
     name, config = course_preset("orm")

@@ -80,14 +80,14 @@ def test_one_frozen_lm_per_process_and_each_sequence_read_once(reading_prm):
     assert SurpriseSource.shared("tiny-qwen2", device="cpu", n_layers=1) is not reading_prm.surprise_source
     source = reading_prm.surprise_source
     calls = []
-    original = source.logprobs
-    source.logprobs = lambda ids, *a: calls.append(ids.shape[0]) or original(ids, *a)
+    original = source._forward
+    source._forward = lambda ids, *a, **k: calls.append(ids.shape[0]) or original(ids, *a, **k)
     try:
         ids = [[1001, 1002, 1003, 1004], [1001, 1002, 1003, 1004], [1005, 1006, 1007, 1008, 1009]]
         first = source.read(ids)
         again = source.read(ids[:2])
     finally:
-        del source.logprobs
+        del source._forward
     assert sum(calls) == 2  # two distinct sequences, read once each
     assert torch.equal(first[0][0], again[1][0]) and torch.equal(first[0][1], first[1][1])
 
@@ -131,11 +131,37 @@ def test_surprise_setting_keeps_earlier_hashes_and_enters_its_own():
     assert TrainConfig(surprise=True).to_dict()["surprise"] is True
 
 
-def test_the_reading_preset_never_trains_on_the_seed_tutorials_problems():
-    config = preset("cpu-reader")
-    assert config.hold_out_seed_problems and config.surprise
-    train, val = build_data(config)
-    assert not {s.problem for s in train + val} & set(SEED_PROBLEMS)
+def test_a_sequence_that_extends_one_read_before_runs_only_its_new_tokens():
+    from prm_lib.surprise import MIN_PREFIX, SurpriseSource
+
+    beams, whole = SurpriseSource("tiny-qwen2", device="cpu"), SurpriseSource("tiny-qwen2", device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    problem = torch.randint(5, 900, (20,), generator=gen).tolist()
+    round_1 = [problem + torch.randint(5, 900, (n,), generator=gen).tolist() for n in (6, 9)]
+    round_2 = [s + torch.randint(5, 900, (n,), generator=gen).tolist() for s, n in zip(round_1 * 2, (4, 7, 1, 12))]
+    beams.read(round_1)
+    widths = []
+    original = beams._forward
+    beams._forward = lambda ids, *a, **k: widths.append(ids.shape[1]) or original(ids, *a, **k)
+    try:
+        extended = beams.read(round_2)
+    finally:
+        del beams._forward
+    # one pass per shared prefix, each over the prefix's last token and the longest extension of it
+    assert sorted(widths) == [1 + 4, 1 + 12]
+    for (w, b), (w0, b0), seq in zip(extended, whole.read(round_2), round_2):
+        assert len(w) == len(seq) and torch.allclose(w, w0, atol=1e-5) and torch.allclose(b, b0, atol=1e-5)
+    short = [problem[: MIN_PREFIX - 2]]  # too short a shared start: read whole
+    beams.read(short)
+    assert beams._kept_prefix(tuple(problem[: MIN_PREFIX - 2] + [7, 8])) is None
+
+
+def test_the_course_presets_never_train_on_the_seed_tutorials_problems():
+    for name in ("cpu-reader", "gpu-qwen2.5-0.5b"):
+        config = dataclasses.replace(preset(name), n_train=3000)
+        assert config.hold_out_seed_problems and config.surprise and config.direct_rate > 0
+        train, val = build_data(config)
+        assert not {s.problem for s in train + val} & set(SEED_PROBLEMS), name
     # the same generator without the hold-out does write some of them (so the check above can fail)
     plain = generate(3000, seed=5, split=None, direct_rate=1.0)
     assert {s.problem for s in plain} & set(SEED_PROBLEMS)
