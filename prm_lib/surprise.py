@@ -128,7 +128,9 @@ class SurpriseSource:
         whole = []
         for k in todo:
             prefix = self._kept_prefix(k)
-            (extensions.setdefault(prefix, []).append(k) if prefix else whole.append(k))
+            (extensions.setdefault(prefix, []).append(k) if prefix in self._memo else whole.append(k))
+        # held here: storing this call's own states may push a prefix's out of the prefix memory
+        pinned = {prefix: (self._states[prefix], self._memo[prefix]) for prefix in extensions}
         batches = plan_batches([len(k) for k in whole], BatchPolicy.for_device(self.device))
         if progress:
             from .progress import progress as progress_bar
@@ -143,7 +145,7 @@ class SurpriseSource:
             written, best, states = self._forward(ids, None, want_states=any(k in keep for k in rows))
             self._store(rows, 0, written, best, states, keep)
         for prefix, rows in extensions.items():
-            self._extend(prefix, rows, pad, keep)
+            self._extend(prefix, rows, pad, keep, *pinned[prefix])
         out = []
         for k in keys:
             self._memo.move_to_end(k)
@@ -188,17 +190,18 @@ class SurpriseSource:
                 while len(self._states) > PREFIX_MEMORY:
                     self._states.popitem(last=False)
 
-    def _extend(self, prefix: tuple[int, ...], rows: list[tuple[int, ...]], pad: int, keep: set[tuple[int, ...]]) -> None:
-        """Read ``rows``, which all extend ``prefix``: re-run the prefix's last token (its prediction of the
-        first new token was not kept) and the new tokens, on the prefix's kept states."""
+    def _extend(self, prefix: tuple[int, ...], rows: list[tuple[int, ...]], pad: int, keep: set[tuple[int, ...]],
+                kept: list[tuple[torch.Tensor, torch.Tensor]], values: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Read ``rows``, which all extend ``prefix`` (whose ``kept`` states and memoised ``values`` are given):
+        re-run the prefix's last token (its prediction of the first new token was not kept) and the new
+        tokens, on the prefix's states."""
         m = len(prefix)
-        self._states.move_to_end(prefix)
-        past = [(keys[:, :, : m - 1].expand(len(rows), -1, -1, -1), values[:, :, : m - 1].expand(len(rows), -1, -1, -1))
-                for keys, values in self._states[prefix]]
+        past = [(k[:, :, : m - 1].expand(len(rows), -1, -1, -1), v[:, :, : m - 1].expand(len(rows), -1, -1, -1))
+                for k, v in kept]
         width = max(len(k) for k in rows) - (m - 1)
         ids = torch.tensor([list(k[m - 1 :]) + [pad] * (width - len(k) + m - 1) for k in rows])
         written, best, states = self._forward(ids, past, want_states=any(k in keep for k in rows))
-        self._store(rows, m - 1, written, best, states, keep, prefix=self._memo[prefix])
+        self._store(rows, m - 1, written, best, states, keep, prefix=values)
 
     def cache_path(self, sequences: Sequence[Sequence[int]]) -> Path:
         """Where the values of exactly these token-id sequences are kept on disk (keyed by this LM, its

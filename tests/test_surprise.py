@@ -132,7 +132,7 @@ def test_surprise_setting_keeps_earlier_hashes_and_enters_its_own():
 
 
 def test_a_sequence_that_extends_one_read_before_runs_only_its_new_tokens():
-    from prm_lib.surprise import MIN_PREFIX, SurpriseSource
+    from prm_lib.surprise import MIN_PREFIX, PREFIX_MEMORY, SurpriseSource
 
     beams, whole = SurpriseSource("tiny-qwen2", device="cpu"), SurpriseSource("tiny-qwen2", device="cpu")
     gen = torch.Generator().manual_seed(0)
@@ -151,6 +151,12 @@ def test_a_sequence_that_extends_one_read_before_runs_only_its_new_tokens():
     assert sorted(widths) == [1 + 4, 1 + 12]
     for (w, b), (w0, b0), seq in zip(extended, whole.read(round_2), round_2):
         assert len(w) == len(seq) and torch.allclose(w, w0, atol=1e-5) and torch.allclose(b, b0, atol=1e-5)
+    # a call whose own new sequences fill the prefix memory still extends the prefixes it found
+    crowd = [torch.randint(5, 900, (10,), generator=gen).tolist() for _ in range(PREFIX_MEMORY + 5)]
+    late = [round_2[0] + [11, 12, 13]]
+    (w, b), = beams.read(crowd + late)[-1:]
+    (w0, b0), = whole.read(late)
+    assert torch.allclose(w, w0, atol=1e-5) and torch.allclose(b, b0, atol=1e-5)
     short = [problem[: MIN_PREFIX - 2]]  # too short a shared start: read whole
     beams.read(short)
     assert beams._kept_prefix(tuple(problem[: MIN_PREFIX - 2] + [7, 8])) is None
