@@ -4,7 +4,7 @@
 # random-init model of Qwen2.5-0.5B's exact shape in bf16, and the chapters' GPU path end to end through
 # PRM_BACKBONE. PARTS="score train_compile train_eager" runs some parts only, in that order (the second run
 # recorded in RESULTS.md was this, with BUDGET=230). Results go to $OUT (or ./gpu_out), one JSON
-# line per part (score, train_eager, train_compile, chapters), profiles in profile.txt, stderr in log.txt;
+# line per part (score, surprise, chapters, train_eager, train_compile), profiles in profile.txt, stderr in log.txt;
 # copy them into benchmarks/results/ as <card>_<part>.json (the card: h100 or h200, from gpu.txt).
 #   bash benchmarks/gpu_check.sh            # everything
 #   SMOKE=1 bash benchmarks/gpu_check.sh    # the same steps on the CPU with tiny-qwen2, seconds: checks the script
@@ -30,13 +30,14 @@ else
 fi
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
 BUDGET=${BUDGET:-460}  # seconds for the whole script; the compiled run gets what the others leave
-PARTS=${PARTS:-"score chapters train_eager train_compile"}  # a corrective run may take fewer, in any order
+PARTS=${PARTS:-"score surprise chapters train_eager train_compile"}  # a corrective run may take fewer, in any order
 run() { name=$1; limit=$2; shift 2; echo "== $name" | tee -a "$LOG"; start=$SECONDS
   timeout "$limit" $PY "$@" 2>>"$LOG" | tee "$OUT/$name.json"; rc=${PIPESTATUS[0]}
   echo "== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$LOG"; }
 for part in $PARTS; do case $part in
   score) run score 120 benchmarks/score_throughput.py $M $DEV --n $N --profile-out "$OUT/profile.txt";;
-  chapters) PRM_BACKBONE=${M#--backbone } run chapters 150 benchmarks/gpu_chapters_check.py $CH;;
+  surprise) run surprise 150 benchmarks/surprise_check.py $M $DEV $([ -n "${SMOKE:-}" ] && echo --smoke);;
+  chapters) PRM_BACKBONE=${M#--backbone } run chapters 300 benchmarks/gpu_chapters_check.py $CH;;
   train_eager) run train_eager 120 benchmarks/train_throughput.py $Q --batch-size $BATCH --steps $STEPS \
     --seed-steps $SEEDSTEPS --breakdown --second-pass --compare-explicit --profile-out "$OUT/profile.txt";;
   train_compile) left=$((BUDGET - SECONDS)); [ $left -lt 90 ] && left=90
