@@ -19,22 +19,18 @@ the two methods can be compared at equal budget.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable
 
 from .answers import extract_final_answer
-from .monte_carlo import END_OF_SOLUTION
+from .policies import END_OF_SOLUTION, Policy
+from .synthetic import is_answer_step
 from .verify import PRMVerifier, select_best, weighted_vote
 
 
-class StepPolicy(Protocol):
-    def next_steps(self, problem: str, prefix: Sequence[str], k: int) -> list[str]:
-        """``k`` sampled next steps of a solution that starts with ``prefix``."""
-        ...
-
-
 def is_final(step: str) -> bool:
-    """A step that states the answer ends a solution, and so does a policy with nothing more to write."""
-    return step == END_OF_SOLUTION or "answer is" in step.lower() or "\\boxed{" in step
+    """A step that states the answer ends a solution (``synthetic.is_answer_step``, or a LaTeX
+    ``\\boxed{}`` answer), and so does a policy with nothing more to write."""
+    return step == END_OF_SOLUTION or is_answer_step(step) or "\\boxed{" in step
 
 
 @dataclass
@@ -58,7 +54,7 @@ class SearchResult:
 
 def beam_search(
     problem: str,
-    policy: StepPolicy,
+    policy: Policy,
     verifier: PRMVerifier,
     count_tokens: Callable[[str], int],
     n_beams: int = 8,

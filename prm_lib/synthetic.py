@@ -27,6 +27,11 @@ sentence or the previous result, an inconsistent answer against the last step.
 Slips are small (off by 1, 2 or 10), so they need the arithmetic itself; they
 are the hardest kind for the small backbone.
 
+Reading it back: the module owns the language both ways. Every phrase is a template constant
+(``CLAUSES``, ``EQUATION``, ``ANSWER_STEP``, ...) that the renderers format and the parsers compile,
+so ``parse_problem``, ``parse_equation``, ``equation_holds``, ``is_operation_step``,
+``is_answer_step`` and ``state_after`` read exactly what ``solve`` and the policies write.
+
 Splits: a problem's split is a hash of its text (80% train, 10% validation,
 10% test), so splits never share a problem, however many sets are generated.
 """
@@ -36,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import re
 import random
+import string
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
@@ -48,8 +54,29 @@ NAMES = ["Sam", "Ava", "Noor", "Leo", "Mia", "Kofi", "Yuki", "Ines", "Omar", "Le
 ITEMS = ["apples", "stickers", "marbles", "coins", "books", "pencils", "cards", "shells", "stamps", "beads"]
 SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
 DIRECT_SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "/"}  # as the seed writes them
+SYMBOL_KIND = {symbol: kind for table in (SYMBOL, DIRECT_SYMBOL) for kind, symbol in table.items()}
 DIRECT_INTRO = {"add": "I need to add {a} and {b}.", "sub": "I need to subtract {b} from {a}.",
                 "mul": "I need to multiply {a} by {b}.", "div": "I need to divide {a} by {b}."}
+
+# The text of the language, each phrase written once: the renderers format these templates and the
+# parsers compile them (``_template_regex``), so what is written and what is read cannot drift apart.
+WORD_PROBLEM = "{name} has {start} {item}. {name} {clauses}. How many {item} does {name} have now?"
+DIRECT_PROBLEM = "What is {start} {symbol} {operand}?"
+CLAUSE_JOIN = ", then "
+CLAUSES = {"add": "gets {x} more", "sub": "gives away {x}", "mul": "multiplies them by {x}",
+           "div": "shares them equally among {x} friends and keeps one share"}
+STEP_WORDS = {"add": "After getting {x} more", "sub": "After giving away {x}", "mul": "After multiplying by {x}",
+              "div": "After sharing among {x} and keeping one share"}
+NAMED_CLAUSES = {("mul", 2): "doubles them", ("mul", 3): "triples them"}  # small multipliers have words of their own
+NAMED_STEP_WORDS = {("mul", 2): "After doubling", ("mul", 3): "After tripling"}
+EQUATION = "{left} {symbol} {right} = {result}"
+OPERATION_STEP = "{words}: {equation}."  # a word problem's step
+DIRECT_STEP = "{equation}."  # a seed-style problem's step
+RESTATE_STEP = "{name} starts with {start} {item}."
+CHECK_STEP = "Wait, let me check: {equation}."  # a self-correction: the right equation, after a wrong one
+RECOVERY_STEP = "Wait, that is wrong; recomputing from the start gives {value}."  # a policy's own fix
+ANSWER_PHRASE = "answer is"  # what marks a step that states the answer, in any case ("So the answer is 12")
+ANSWER_STEP = "The " + ANSWER_PHRASE + " {value}."
 
 
 @dataclass(frozen=True)
@@ -68,23 +95,11 @@ class Operation:
 
     def clause(self) -> str:
         """How the problem sentence states it."""
-        x = self.operand
-        return {
-            "add": f"gets {x} more",
-            "sub": f"gives away {x}",
-            "mul": {2: "doubles them", 3: "triples them"}.get(x, f"multiplies them by {x}"),
-            "div": f"shares them equally among {x} friends and keeps one share",
-        }[self.kind]
+        return NAMED_CLAUSES.get((self.kind, self.operand)) or CLAUSES[self.kind].format(x=self.operand)
 
     def step_words(self) -> str:
         """How a solution step names it."""
-        x = self.operand
-        return {
-            "add": f"After getting {x} more",
-            "sub": f"After giving away {x}",
-            "mul": {2: "After doubling", 3: "After tripling"}.get(x, f"After multiplying by {x}"),
-            "div": f"After sharing among {x} and keeping one share",
-        }[self.kind]
+        return NAMED_STEP_WORDS.get((self.kind, self.operand)) or STEP_WORDS[self.kind].format(x=self.operand)
 
 
 @dataclass(frozen=True)
@@ -98,9 +113,9 @@ class Problem:
     @property
     def text(self) -> str:
         if self.direct:
-            return f"What is {self.start} {DIRECT_SYMBOL[self.ops[0].kind]} {self.ops[0].operand}?"
-        clauses = ", then ".join(op.clause() for op in self.ops)
-        return f"{self.name} has {self.start} {self.item}. {self.name} {clauses}. How many {self.item} does {self.name} have now?"
+            return DIRECT_PROBLEM.format(start=self.start, symbol=DIRECT_SYMBOL[self.ops[0].kind], operand=self.ops[0].operand)
+        clauses = CLAUSE_JOIN.join(op.clause() for op in self.ops)
+        return WORD_PROBLEM.format(name=self.name, start=self.start, item=self.item, clauses=clauses)
 
     @property
     def values(self) -> list[int]:
@@ -177,13 +192,36 @@ def random_problem(rng: random.Random, n_ops: int | None = None, max_ops: int = 
     return Problem(rng.choice(NAMES), rng.choice(ITEMS), start, tuple(ops))
 
 
-def _op_step(op: Operation, left: int, operand: int, result: int, kind: str | None = None, direct: bool = False) -> str:
-    if direct:
-        return f"{left} {DIRECT_SYMBOL[kind or op.kind]} {operand} = {result}."
-    return f"{op.step_words()}: {left} {SYMBOL[kind or op.kind]} {operand} = {result}."
+def format_equation(left: int, kind: str, right: int, result: int, direct: bool = False) -> str:
+    """``left symbol right = result``, with the seed's symbols (``/``) for a direct problem."""
+    return EQUATION.format(left=left, symbol=(DIRECT_SYMBOL if direct else SYMBOL)[kind], right=right, result=result)
 
 
-def _slip(rng: random.Random, value: int) -> int:
+def operation_step(op: Operation, left: int, operand: int, result: int, kind: str | None = None, direct: bool = False) -> str:
+    """The step that applies ``op`` (named by its words), showing ``left (kind or op.kind) operand = result``."""
+    equation = format_equation(left, kind or op.kind, operand, result, direct)
+    return DIRECT_STEP.format(equation=equation) if direct else OPERATION_STEP.format(words=op.step_words(), equation=equation)
+
+
+def opening_step(problem: Problem) -> str:
+    """The step before the first operation: a direct problem's "I need to ...", a word problem's restated start."""
+    if problem.direct:
+        return DIRECT_INTRO[problem.ops[0].kind].format(a=problem.start, b=problem.ops[0].operand)
+    return RESTATE_STEP.format(name=problem.name, start=problem.start, item=problem.item)
+
+
+def answer_step(value: int | str) -> str:
+    """The last step of a solution: ``The answer is {value}.``"""
+    return ANSWER_STEP.format(value=value)
+
+
+def recovery_step(value: int) -> str:
+    """A policy noticing a wrong value and recomputing: the running value becomes ``value``."""
+    return RECOVERY_STEP.format(value=value)
+
+
+def slip(rng: random.Random, value: int) -> int:
+    """An arithmetic slip, the error a step shows: ``value`` off by 1, 2 or 10, not below zero where it can be helped."""
     for _ in range(20):
         wrong = value + rng.choice([-10, -2, -1, 1, 2, 10])
         if wrong >= 0 and wrong != value:
@@ -196,7 +234,7 @@ def wrong_step(op: Operation, value: int, k: int, error: str, rng: random.Random
     (left operand, right operand, result, operation kind). Used by ``solve`` and by the simulated
     policy's systematic misreadings."""
     if error == "arithmetic_slip":
-        return (value, op.operand, _slip(rng, op.apply(value)), op.kind)
+        return (value, op.operand, slip(rng, op.apply(value)), op.kind)
     if error == "wrong_operation":
         alt = {"add": "sub", "sub": "add", "mul": "add", "div": "sub"}[op.kind]
         if alt == "sub" and op.operand > value:
@@ -206,7 +244,7 @@ def wrong_step(op: Operation, value: int, k: int, error: str, rng: random.Random
         raise ValueError(f"{error!r} is not an error of one operation step")
     # wrong_number: from the problem (the operand) or from the previous step (the left side)
     if k > 0 and rng.random() < 0.5:
-        left = _slip(rng, value)
+        left = slip(rng, value)
         return (left, op.operand, Operation(op.kind, op.operand).apply(left), op.kind)
     low = 2 if op.kind in ("mul", "div") else 1
     high = value if op.kind == "sub" else op.operand + 3
@@ -231,12 +269,8 @@ def solve(
     restate = rng.random() < 0.5 if restate is None else restate
     steps: list[str] = []
     labels: list[int] = []
-    if problem.direct:
-        op = problem.ops[0]
-        steps.append(DIRECT_INTRO[op.kind].format(a=problem.start, b=op.operand))
-        labels.append(1)
-    elif restate:
-        steps.append(f"{problem.name} starts with {problem.start} {problem.item}.")
+    if problem.direct or restate:
+        steps.append(opening_step(problem))
         labels.append(1)
     n_ops = len(problem.ops)
     # where the error goes: an operation step, or the answer step
@@ -246,31 +280,30 @@ def solve(
         true_result = op.apply(value)
         if k == error_at:
             shown = wrong_step(op, value, k, error, rng)
-            steps.append(_op_step(op, shown[0], shown[1], shown[2], shown[3], problem.direct))
+            steps.append(operation_step(op, shown[0], shown[1], shown[2], shown[3], problem.direct))
             labels.append(-1)
             if shown[2] == true_result:  # an accidental right value (e.g. 2 + 2 vs 2 × 2): not an error
                 labels[-1] = 1
                 value = true_result
                 continue
             if correct_after:
-                symbol = (DIRECT_SYMBOL if problem.direct else SYMBOL)[op.kind]
-                steps.append(f"Wait, let me check: {value} {symbol} {op.operand} = {true_result}.")
+                steps.append(CHECK_STEP.format(equation=format_equation(value, op.kind, op.operand, true_result, problem.direct)))
                 labels.append(1)
                 value, corrected = true_result, True
             else:
                 value, tainted = shown[2], True
             continue
         result = op.apply(value) if not tainted else Operation(op.kind, op.operand).apply(value)
-        steps.append(_op_step(op, value, op.operand, result, direct=problem.direct))
+        steps.append(operation_step(op, value, op.operand, result, direct=problem.direct))
         labels.append(-1 if tainted else 1)
         value = result
     final = value
     if error_at == n_ops:
-        final = _slip(rng, value)
+        final = slip(rng, value)
         labels.append(-1)
     else:
         labels.append(-1 if tainted else 1)
-    steps.append(f"The answer is {final}.")
+    steps.append(answer_step(final))
     meta = {
         "answer": problem.answer,
         "final_answer": final,
@@ -364,41 +397,154 @@ def problems(n: int, seed: int = 0, split: str | None = "test", max_ops: int = 4
 
 
 
-
-_CLAUSES = [
-    (re.compile(r"gets (\d+) more"), lambda x: Operation("add", x)),
-    (re.compile(r"gives away (\d+)"), lambda x: Operation("sub", x)),
-    (re.compile(r"doubles them"), lambda x: Operation("mul", 2)),
-    (re.compile(r"triples them"), lambda x: Operation("mul", 3)),
-    (re.compile(r"multiplies them by (\d+)"), lambda x: Operation("mul", x)),
-    (re.compile(r"shares them equally among (\d+) friends and keeps one share"), lambda x: Operation("div", x)),
-]
-_PROBLEM = re.compile(r"^(\w+) has (\d+) (\w+)\. \1 (.+)\. How many \3 does \1 have now\?$")
+# ---------------------------------------------------------------------------------------------
+# Reading the language back: every pattern is compiled from the templates above.
+# ---------------------------------------------------------------------------------------------
+_NUMBER = r"-?\d+"
 
 
-_DIRECT = re.compile(r"^What is (\d+) ([+\-×/]) (\d+)\?$")
+def _template_regex(template: str, **fields: str) -> str:
+    """``template`` as a regex: its literal text escaped, each ``{field}`` replaced by the regex
+    ``fields[field]``, captured as a named group (a field that comes back must repeat its first text)."""
+    out, seen = [], set()
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out.append(re.escape(literal))
+        if name is None:
+            continue
+        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{fields[name]})")
+        seen.add(name)
+    return "".join(out)
+
+
+def _bare(regex: str) -> str:
+    """``regex`` without its named groups, to embed it more than once in a larger pattern."""
+    return re.sub(r"\(\?P<\w+>", "(?:", regex)
+
+
+def _words_regex(plain: dict[str, str], named: dict[tuple[str, int], str]) -> str:
+    """Any of an operation's phrasings (``CLAUSES``/``STEP_WORDS`` with any number, or a named one)."""
+    texts = [re.escape(t) for t in named.values()] + [_bare(_template_regex(t, x=r"\d+")) for t in plain.values()]
+    return "(?:" + "|".join(texts) + ")"
+
+
+_SYMBOLS = "(?:" + "|".join(re.escape(s) for s in SYMBOL_KIND) + ")"
+# a number is whole: not the tail of 2.5 or x12, not the head of 175 or 17.5
+_EQUATION = re.compile(r"(?<![\w.])" + _template_regex(EQUATION, left=_NUMBER, symbol=_SYMBOLS, right=_NUMBER, result=_NUMBER) + r"(?!\.?\d)")
+_OPERATION_STEP = re.compile(
+    "(?:" + _bare(_template_regex(OPERATION_STEP, words=_words_regex(STEP_WORDS, NAMED_STEP_WORDS), equation=_EQUATION.pattern))
+    + "|" + _bare(_template_regex(DIRECT_STEP, equation=_EQUATION.pattern)) + ")")
+_RECOVERY_STEP = re.compile(_template_regex(RECOVERY_STEP, value=_NUMBER))
+_ANSWER_PHRASE = re.compile(re.escape(ANSWER_PHRASE), re.IGNORECASE)
+_DIRECT_PROBLEM = re.compile(_template_regex(DIRECT_PROBLEM, start=r"\d+", symbol=_SYMBOLS, operand=r"\d+"))
+_WORD_PROBLEM = re.compile(_template_regex(WORD_PROBLEM, name=r"\w+", start=r"\d+", item=r"\w+", clauses=".+"))
+_CLAUSES = [(re.compile(_template_regex(template, x=r"\d+")), kind) for kind, template in CLAUSES.items()]
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``left symbol right = result`` as a step writes it; ``symbol`` is one of ``SYMBOL``'s or ``DIRECT_SYMBOL``'s."""
+
+    left: int
+    symbol: str
+    right: int
+    result: int
+
+    @property
+    def kind(self) -> str:
+        """The operation: add, sub, mul or div."""
+        return SYMBOL_KIND[self.symbol]
+
+    @property
+    def holds(self) -> bool:
+        """Whether ``result`` is what the operation gives (division as ``Operation.apply`` does it, floored)."""
+        if self.kind == "div" and self.right == 0:
+            return False
+        return Operation(self.kind, self.right).apply(self.left) == self.result
+
+    def __str__(self) -> str:
+        return EQUATION.format(left=self.left, symbol=self.symbol, right=self.right, result=self.result)
+
+
+def find_equations(text: str) -> list[Equation]:
+    """Every equation written in ``text``, in order (a step of this language has at most one)."""
+    return [Equation(int(m["left"]), m["symbol"], int(m["right"]), int(m["result"])) for m in _EQUATION.finditer(text)]
+
+
+def parse_equation(step: str) -> Equation | None:
+    """The (first) equation in ``step``: an operation step's, a self-correction's; None if it has none."""
+    found = find_equations(step)
+    return found[0] if found else None
+
+
+def equation_holds(step: str) -> bool | None:
+    """Whether the equation of ``step`` is right; None for a step without one (a restatement, the answer).
+    False on exactly the steps where ``solve`` planted an arithmetic slip."""
+    equation = parse_equation(step)
+    return None if equation is None else equation.holds
+
+
+def is_operation_step(step: str) -> bool:
+    """A step that applies one operation of the problem (``After doubling: 7 × 2 = 14.``, ``9 × 2 = 18.``);
+    a self-correction's equation redoes one, it does not count again."""
+    return _OPERATION_STEP.fullmatch(step) is not None
+
+
+def is_answer_step(step: str) -> bool:
+    """A step that states the solution's answer: it says ``ANSWER_PHRASE`` in any case, as this language's
+    last step does and as a language model asked for ``The answer is N.`` writes it ("So the answer is 12")."""
+    return _ANSWER_PHRASE.search(step) is not None
+
+
+def stated_value(step: str) -> int | None:
+    """The running value a step leaves: its equation's result or a recomputation's value; None if it
+    states neither (a restatement, the question's words, the answer)."""
+    equation = parse_equation(step)
+    if equation is not None:
+        return equation.result
+    recovered = _RECOVERY_STEP.fullmatch(step)
+    return int(recovered["value"]) if recovered else None
+
+
+def state_after(problem: Problem, steps: Sequence[str]) -> tuple[int, int, bool]:
+    """(operations done, running value, answered) after ``steps`` of a solution of ``problem``: what a
+    policy needs to continue it. The value starts at ``problem.start``; each step that states one sets it."""
+    done, value, answered = 0, problem.start, False
+    for step in steps:
+        done += is_operation_step(step)
+        answered = answered or is_answer_step(step)
+        stated = stated_value(step)
+        if stated is not None:
+            value = stated
+    return min(done, len(problem.ops)), value, answered
+
+
+def _parse_clause(clause: str) -> Operation | None:
+    for (kind, operand), text in NAMED_CLAUSES.items():
+        if clause == text:
+            return Operation(kind, operand)
+    for pattern, kind in _CLAUSES:
+        m = pattern.fullmatch(clause)
+        if m:
+            return Operation(kind, int(m["x"]))
+    return None
 
 
 def parse_problem(text: str) -> Problem:
     """The inverse of ``Problem.text``: lets a simulated policy solve any generated problem from its text."""
-    d = _DIRECT.match(text)
+    d = _DIRECT_PROBLEM.fullmatch(text)
     if d:
-        kind = {v: k for k, v in DIRECT_SYMBOL.items()}[d.group(2)]
-        return Problem("", "", int(d.group(1)), (Operation(kind, int(d.group(3))),), direct=True)
-    m = _PROBLEM.match(text)
-    if not m:
-        raise ValueError(f"not a synthetic problem: {text[:80]!r}")
-    name, start, item, clauses = m.group(1), int(m.group(2)), m.group(3), m.group(4)
-    ops = []
-    for clause in clauses.split(", then "):
-        for pattern, make in _CLAUSES:
-            c = pattern.fullmatch(clause)
-            if c:
-                ops.append(make(int(c.group(1)) if c.groups() else 0))
-                break
-        else:
-            raise ValueError(f"unknown operation {clause!r} in {text[:80]!r}")
-    problem = Problem(name, item, start, tuple(ops))
+        problem = Problem("", "", int(d["start"]), (Operation(SYMBOL_KIND[d["symbol"]], int(d["operand"])),), direct=True)
+    else:
+        m = _WORD_PROBLEM.fullmatch(text)
+        if not m:
+            raise ValueError(f"not a synthetic problem: {text[:80]!r}")
+        ops = []
+        for clause in m["clauses"].split(CLAUSE_JOIN):
+            op = _parse_clause(clause)
+            if op is None:
+                raise ValueError(f"unknown operation {clause!r} in {text[:80]!r}")
+            ops.append(op)
+        problem = Problem(m["name"], m["item"], int(m["start"]), tuple(ops))
     if problem.text != text:
         raise ValueError(f"not a synthetic problem: {text[:80]!r}")
     return problem

@@ -7,10 +7,8 @@ import pytest
 
 from prm_lib.monte_carlo import SimulatedPolicy
 from prm_lib.search import beam_search, best_of_n, is_final
-from prm_lib.synthetic import parse_problem, problems
+from prm_lib.synthetic import answer_step, is_answer_step, parse_equation, parse_problem, problems
 from prm_lib.verify import PRMVerifier
-
-EQUATION = re.compile(r"(-?\d+) ([+\-×÷/]) (\d+) = (-?\d+)")
 
 
 class TruthVerifier:
@@ -23,12 +21,12 @@ class TruthVerifier:
         values = self.problem.values
         done = 0
         for step in steps:
-            m = EQUATION.search(step)
-            if m:
+            equation = parse_equation(step)
+            if equation:
                 done += 1
-                if done > len(self.problem.ops) or int(m.group(4)) != values[done]:
+                if done > len(self.problem.ops) or equation.result != values[done]:
                     return False
-            elif step.startswith("The answer is") and step != f"The answer is {self.problem.answer}.":
+            elif is_answer_step(step) and step != answer_step(self.problem.answer):
                 return False
         return True
 
@@ -70,7 +68,7 @@ def test_next_steps_continue_the_prefix():
     policy = SimulatedPolicy(step_error_rate=0.0, seed=0)
     p = problems(1, seed=5, split="test", max_ops=2, direct_rate=0.0)[0]
     first = policy.next_steps(p.text, [], 3)
-    assert len(set(first)) == 1 and EQUATION.search(first[0])
+    assert len(set(first)) == 1 and parse_equation(first[0])
     with pytest.raises(ValueError, match="already states its answer"):
         policy.next_steps(p.text, ["The answer is 3."], 1)
 
@@ -94,4 +92,4 @@ def test_next_steps_continue_from_a_recovered_value():
     done, value, answered = SimulatedPolicy.state_after(p, [wrong_first, recovered])
     assert (done, value, answered) == (1, p.values[1], False)
     nxt = policy.next_steps(p.text, [wrong_first, recovered], 2)
-    assert all(EQUATION.search(s) and int(EQUATION.search(s).group(1)) == p.values[1] for s in nxt)
+    assert all(parse_equation(s) and parse_equation(s).left == p.values[1] for s in nxt)
