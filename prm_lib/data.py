@@ -16,6 +16,24 @@ from typing import Any, Iterable, Iterator, Sequence
 from .steps import validate_solution
 
 
+WRONG_BELOW = 0.5  # a step whose target (or predicted probability of "correct") is below this is wrong
+
+
+def is_wrong(target: Any, threshold: float = WRONG_BELOW) -> Any:
+    """Whether a step is wrong: its target, or a predicted P(correct), below ``threshold``. Elementwise on
+    numpy arrays and torch tensors too, so the loss masks with the same rule the metrics count with."""
+    return target < threshold
+
+
+def first_error(values: Sequence[float], threshold: float = WRONG_BELOW) -> int:
+    """Index of the first wrong step (``is_wrong``), or -1 if there is none: the labelled first error
+    of a solution's targets, or the predicted one of its step probabilities."""
+    for i, value in enumerate(values):
+        if is_wrong(value, threshold):
+            return i
+    return -1
+
+
 def label_to_target(label: float) -> float:
     """Map a label to a BCE target in [0, 1]: +1 -> 1, -1 -> 0, soft values stay."""
     if label == 1 or label == -1:
@@ -51,10 +69,7 @@ class PRMSample:
     @property
     def first_error(self) -> int:
         """Index of the first step whose target is below 0.5, or -1 if every step is correct."""
-        for i, t in enumerate(self.targets):
-            if t < 0.5:
-                return i
-        return -1
+        return first_error(self.targets)
 
     @property
     def is_correct(self) -> bool:

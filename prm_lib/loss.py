@@ -23,10 +23,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .data import is_wrong
+
 
 def first_error_mask(targets: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
-    """``step_mask`` with every step after the first incorrect one (target < 0.5) turned off."""
-    wrong = (targets < 0.5) & step_mask
+    """``step_mask`` with every step after the first incorrect one (``data.is_wrong``: target < 0.5) turned off."""
+    wrong = is_wrong(targets) & step_mask
     errors_before = torch.cumsum(wrong.int(), dim=1) - wrong.int()  # errors strictly before each step
     return step_mask & (errors_before == 0)
 
@@ -66,8 +68,8 @@ def pairwise_ranking_loss(
 ) -> torch.Tensor:
     """Mean of ``softplus(margin - (logit_correct - logit_incorrect))`` over all (correct, incorrect)
     step pairs of the same solution; 0 for a batch without such pairs."""
-    good = (targets >= 0.5) & step_mask  # (B, S)
-    bad = (targets < 0.5) & step_mask
+    bad = is_wrong(targets) & step_mask  # (B, S)
+    good = ~is_wrong(targets) & step_mask
     diff = logits.float().unsqueeze(2) - logits.float().unsqueeze(1)  # (B, S, S): logit_i - logit_j
     pairs = good.unsqueeze(2) & bad.unsqueeze(1)  # i correct, j incorrect
     n = pairs.sum()

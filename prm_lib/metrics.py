@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .data import first_error
+
 
 def auroc(scores: Sequence[float], labels: Sequence[float]) -> float:
     """Area under the ROC curve: P(a random positive scores above a random negative), ties count half.
@@ -80,17 +82,12 @@ def auroc_by_error_kind(probs: Sequence[Sequence[float]], samples: Sequence[Any]
 
 def predicted_first_error(probs: Sequence[float], threshold: float = 0.5) -> int:
     """Index of the first step with P(correct) below ``threshold``, or -1 if none."""
-    for i, p in enumerate(probs):
-        if p < threshold:
-            return i
-    return -1
+    return first_error(probs, threshold)
 
 
 def true_first_error(targets: Sequence[float]) -> int:
-    for i, t in enumerate(targets):
-        if t < 0.5:
-            return i
-    return -1
+    """Index of the first step whose target is below 0.5 (``data.first_error``), or -1 if none."""
+    return first_error(targets)
 
 
 def step_metrics(
