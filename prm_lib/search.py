@@ -26,6 +26,8 @@ from .policies import END_OF_SOLUTION, Policy
 from .synthetic import is_answer_step
 from .verify import PRMVerifier, select_best, weighted_vote
 
+StepPolicy = Policy  # beam search asks a policy only for next_steps; chapter 8 prints beam_search's source with this name
+
 
 def is_final(step: str) -> bool:
     """A step that states the answer ends a solution (``synthetic.is_answer_step``, or a LaTeX
@@ -54,7 +56,7 @@ class SearchResult:
 
 def beam_search(
     problem: str,
-    policy: Policy,
+    policy: StepPolicy,
     verifier: PRMVerifier,
     count_tokens: Callable[[str], int],
     n_beams: int = 8,
