@@ -4,6 +4,10 @@ Used by Monte Carlo labelling (chapter 3: did a rollout reach the gold answer?)
 and by verification (chapter 7: majority vote and weighted vote group solutions
 by final answer). "12", "12.0", "$12$", "\\boxed{12}" and "The answer is 12."
 all normalise to "12".
+
+This module reads an answer out of any text, leniently ("answer: 12", "answer = 12" too).
+Whether a step of a solution *states* its answer, which ends a solution for the policies and
+for search, is one rule of the course's step language: ``prm_lib.synthetic.is_answer_step``.
 """
 
 from __future__ import annotations
