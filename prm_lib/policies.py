@@ -20,8 +20,8 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .synthetic import (Problem, answer_step, is_answer_step, opening_step, operation_step, parse_problem, recovery_step,
-                        slip, state_after, wrong_step)
+from .synthetic import (Operation, Problem, answer_step, is_answer_step, opening_step, operation_step, parse_problem,
+                        recovery_step, slip, solve, state_after, wrong_step)
 
 
 END_OF_SOLUTION = "(end of solution)"  # what a step-by-step policy proposes when it has nothing more to write
@@ -132,6 +132,18 @@ class SimulatedPolicy:
         return out
 
 
+def _worked_examples() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The worked examples of ``LMPolicy``'s prompt, solved by ``synthetic.solve`` with no error: one seed-style
+    problem and one two-operation word problem, both from the training split and neither a seed test problem."""
+    examples = (Problem("", "", 6, (Operation("mul", 7),), direct=True),
+                Problem("Leo", "shells", 12, (Operation("add", 5), Operation("mul", 2))))
+    return tuple((p.text, tuple(solve(p, random.Random(0), error=None, restate=True).steps)) for p in examples)
+
+
+INSTRUCTION = "Solve it step by step, one short step per line, and end with the line that states the answer."
+WORKED_EXAMPLES = _worked_examples()
+
+
 class LMPolicy:
     """A causal LM that samples continuations, one step per line (SmolLM2-135M-Instruct by default)."""
 
@@ -150,8 +162,17 @@ class LMPolicy:
         return cls(model, tokenizer, **kwargs)
 
     def prompt(self, problem: str, prefix: Sequence[str]) -> str:
-        messages = [{"role": "user", "content": f"{problem}\nSolve it step by step, one short step per line. "
-                                                 f"End with a line '{answer_step('N')}'"}]
+        """A few-shot chat: two example problems solved in the generator's own format, then ``problem``.
+
+        An instruction that spells the last line out as a template ("End with 'The answer is N.'") gets
+        copied: SmolLM2-135M wrote "The answer is N." into its samples. Worked examples show the format
+        instead, with real numbers in their answer lines.
+        """
+        messages = []
+        for question, steps in WORKED_EXAMPLES + ((problem, None),):
+            messages.append({"role": "user", "content": f"{question}\n{INSTRUCTION}"})
+            if steps is not None:
+                messages.append({"role": "assistant", "content": "\n".join(steps)})
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return text + "".join(step + "\n" for step in prefix)
 

@@ -181,3 +181,20 @@ def test_first_error_is_the_same_in_samples_metrics_and_the_loss_mask():
         mask = first_error_mask(torch.tensor([s.targets]), torch.ones(1, n, dtype=torch.bool))[0].tolist()
         assert mask == [i <= expected or expected < 0 for i in range(n)]
     assert is_wrong(torch.tensor([0.2, 0.5, 0.7])).tolist() == [True, False, False]
+
+
+def test_lm_policy_prompt_shows_worked_examples_not_a_template_answer():
+    from prm_lib.backbones import load_tokenizer
+    from prm_lib.policies import WORKED_EXAMPLES, LMPolicy
+    from prm_lib.synthetic import SEED_PROBLEMS, split_of
+
+    policy = LMPolicy(None, load_tokenizer("tiny-qwen2"))
+    text = policy.prompt("What is 9 × 8?", ["I need to multiply 9 by 8."])
+    assert "answer is N" not in text  # SmolLM2 copied that template into its samples
+    assert len(WORKED_EXAMPLES) == 2
+    for question, steps in WORKED_EXAMPLES:
+        assert question in text and "\n".join(steps) in text
+        assert split_of(question) == "train" and question not in SEED_PROBLEMS  # never a problem the book tests on
+        assert all(equation_holds(s) in (None, True) for s in steps) and is_answer_step(steps[-1])
+    assert text.index("What is 9 × 8?") > max(text.index(q) for q, _ in WORKED_EXAMPLES)
+    assert text.endswith("I need to multiply 9 by 8.\n")
