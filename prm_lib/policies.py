@@ -58,15 +58,24 @@ class SimulatedPolicy:
     misreading (a wrong operation or a wrong number at one step, drawn from the problem's text
     and ``seed``) and a difficulty, uniform in [0, ``misread_rate``], the chance that a sample
     falls for it. On a problem it is hard on, the wrong answer is the most common one.
+
+    ``misread_kinds`` names the kinds a misreading is drawn from. Adding ``"arithmetic_slip"`` makes
+    some problems' systematic error a slip, the same wrong result in every sample that falls for it
+    (a model that believes 7 × 8 = 54): errors a verifier cannot outvote and must itself see.
     """
 
     step_error_rate: float = 0.15
     recover_rate: float = 0.1
     seed: int = 0
     misread_rate: float = 0.0
+    misread_kinds: tuple[str, ...] = ("wrong_operation", "wrong_number")
     rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        known = ("wrong_operation", "wrong_number", "arithmetic_slip")
+        unknown = [k for k in self.misread_kinds if k not in known]
+        if unknown or not self.misread_kinds:
+            raise ValueError(f"misread_kinds must be a non-empty choice from {known}, not {self.misread_kinds!r}")
         self.rng = random.Random(self.seed)
 
     @staticmethod
@@ -85,7 +94,7 @@ class SimulatedPolicy:
         """This problem's systematic error: (chance a sample makes it, operation index, error kind,
         seed of the wrong numbers). A pure function of the problem's text and the policy's seed."""
         h = random.Random(f"misreading|{self.seed}|{p.text}")  # str seeds hash with SHA-512: stable
-        return self.misread_rate * h.random(), h.randrange(len(p.ops)), h.choice(["wrong_operation", "wrong_number"]), h.randrange(2**31)
+        return self.misread_rate * h.random(), h.randrange(len(p.ops)), h.choice(list(self.misread_kinds)), h.randrange(2**31)
 
     def _continue(self, p: Problem, done: int, value: int) -> list[str]:
         rng, steps = self.rng, []

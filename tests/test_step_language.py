@@ -198,3 +198,19 @@ def test_lm_policy_prompt_shows_worked_examples_not_a_template_answer():
         assert all(equation_holds(s) in (None, True) for s in steps) and is_answer_step(steps[-1])
     assert text.index("What is 9 × 8?") > max(text.index(q) for q, _ in WORKED_EXAMPLES)
     assert text.endswith("I need to multiply 9 by 8.\n")
+
+
+def test_a_systematic_slip_is_the_same_wrong_result_in_every_sample_that_makes_it():
+    problem = "What is 9 × 8?"
+    policy = SimulatedPolicy(step_error_rate=0.0, misread_rate=1.0, misread_kinds=("arithmetic_slip",), seed=3)
+    chance, at, kind, _ = policy.misreading(parse_problem(problem))
+    assert kind == "arithmetic_slip" and chance > 0
+    results = {s[1] for s in policy.sample(problem, 64)}
+    assert len(results) == 2 and "9 × 8 = 72." in results, results  # right, or the one systematic slip
+    wrong = (results - {"9 × 8 = 72."}).pop()
+    assert equation_holds(wrong) is False
+    # the default kinds keep the misreadings the policy drew before the option existed
+    assert SimulatedPolicy(misread_rate=0.8, seed=7).misreading(parse_problem(problem)) == \
+        SimulatedPolicy(misread_rate=0.8, seed=7, misread_kinds=("wrong_operation", "wrong_number")).misreading(parse_problem(problem))
+    with pytest.raises(ValueError, match="misread_kinds"):
+        SimulatedPolicy(misread_kinds=("typo",))
