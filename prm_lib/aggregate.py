@@ -3,9 +3,10 @@
 Chapter 6 of the course. A verifier ranks whole solutions, so the PRM's per-step
 probabilities must be folded into one number, and the fold is a modelling choice:
 
-* ``min``: a solution is as good as its weakest step (Let's Verify; Math-Shepherd).
-* ``prod``: the probability that every step is right, if steps erred independently;
-  it falls with length, so long solutions lose to short ones.
+* ``min``: a solution is as good as its weakest step (Math-Shepherd, Wang et al. 2023).
+* ``prod``: the probability that every step is right, if steps erred independently
+  (Let's Verify Step by Step, Lightman et al. 2023); it falls with length, so long
+  solutions lose to short ones.
 * ``last``: the score of the final step, which under the "everything after the first
   error is wrong" labelling already estimates whether the solution holds up.
 * ``mean``: forgiving; one bad step among many barely moves it.

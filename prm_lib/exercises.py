@@ -114,6 +114,57 @@ def _masked_bce(fn: Callable[..., Any]) -> int:
     return len(cases)
 
 
+# -- 5.4: one training step ---------------------------------------------------------------------
+def _train_step(fn: Callable[..., Any]) -> int:
+    import copy
+
+    from .loss import step_bce_loss
+    from .model import ProcessRewardModel
+    from .synthetic import generate
+
+    base = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    samples = generate(6, seed=5, split="train", error_rate=0.6, max_ops=3)  # rows of different lengths: padding
+    batch = base.collate(base.encode([s.as_item() for s in samples], labels=[s.targets for s in samples]))
+
+    def setup() -> tuple[Any, list[torch.Tensor], Any, Any]:
+        # plain SGD, so that clipping changes the update (Adam's first step would not see a rescaling)
+        model = copy.deepcopy(base)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=0.5)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+        return model, params, optimizer, scheduler
+
+    def reference(model: Any, optimizer: Any, scheduler: Any, max_norm: float) -> float:
+        model.train()
+        loss = step_bce_loss(model(batch), batch.labels, batch.step_mask)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    cases = [("one step, gradient norm clipped at 100 (no effect)", 1, 100.0),
+             ("one step, gradient norm clipped at 0.01", 1, 0.01),
+             ("three steps in a row", 3, 100.0)]
+    for name, n_steps, max_norm in cases:
+        ref_model, ref_params, ref_optimizer, ref_scheduler = setup()
+        model, params, optimizer, scheduler = setup()
+        for step in range(n_steps):
+            expected = reference(ref_model, ref_optimizer, ref_scheduler, max_norm)
+            got = float(fn(model, batch, optimizer, scheduler, max_norm))
+            if not _close(got, expected, 1e-4):
+                _fail("5.4", f"{name}: the loss returned at step {step + 1}", round(got, 5), round(expected, 5))
+        if optimizer.param_groups[0]["lr"] != ref_optimizer.param_groups[0]["lr"]:
+            _fail("5.4", f"{name}: the learning rate after {n_steps} step(s) (is the scheduler stepped?)",
+                  optimizer.param_groups[0]["lr"], ref_optimizer.param_groups[0]["lr"])
+        gap = max((a - b).abs().max().item() for a, b in zip(params, ref_params))
+        if gap > 1e-5:
+            _fail("5.4", f"{name}: the weights after {n_steps} step(s)", f"a largest difference of {gap:.2e}",
+                  "the reference update (below 1e-5)")
+    return len(cases)
+
+
 # -- 5.3: step AUROC ----------------------------------------------------------------------------
 def _auroc(fn: Callable[..., Any]) -> int:
     from .metrics import auroc
@@ -195,6 +246,7 @@ EXERCISES: dict[str, Exercise] = {
     "3.4": Exercise("Monte Carlo labels from rollouts", _mc_labels),
     "4.4": Exercise("masked per-step BCE", _masked_bce),
     "5.3": Exercise("step AUROC", _auroc),
+    "5.4": Exercise("one training step", _train_step),
     "6.4": Exercise("harmonic-mean aggregation", _harmonic_mean),
     "7.4": Exercise("PRM-weighted vote", _weighted_vote),
     "8.3": Exercise("beam survivors", _survivors),

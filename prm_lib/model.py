@@ -130,6 +130,26 @@ class ProcessRewardModel(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         """Step logits (B, S) in fp32; entries where ``batch.step_mask`` is False are meaningless.
 
+        The value head reads the backbone's hidden state at each step end (``hidden_states``); a PRM
+        built with ``surprise_from`` subtracts what its reader makes of the frozen LM's surprise.
+        """
+        hidden = self.hidden_states(batch)  # (B, T, H)
+        index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
+        # fp32 (the head's dtype) but under FSDP's bf16 mixed precision, which casts the head's weights too
+        logits = self.value_head(step_hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+        if self.reader is None:
+            return logits
+        surprise = batch.surprise if batch.surprise is not None else self.surprise_of(batch)
+        first = batch.first_step if batch.first_step is not None else torch.zeros(len(hidden), dtype=torch.long,
+                                                                                  device=hidden.device)
+        return logits - self.reader(hidden, surprise, batch.step_positions, first)
+
+    def hidden_states(self, batch: Batch) -> torch.Tensor:
+        """The backbone's last hidden states (B, T, H) for ``batch``: what the value head and the reader see.
+
+        A linear probe (``prm_lib.probe``) reads them with the backbone frozen.
+
         With right padding the pads come after every real token, and causal attention never
         looks forward, so no padding mask is needed: the backbone takes its plain causal path
         (flash attention on a GPU). Left padding needs the mask.
@@ -154,16 +174,7 @@ class ProcessRewardModel(nn.Module):
                 position_ids=batch.position_ids,
                 use_cache=False,
             ).last_hidden_state  # (B, T, H)
-        index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-        step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
-        # fp32 (the head's dtype) but under FSDP's bf16 mixed precision, which casts the head's weights too
-        logits = self.value_head(step_hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
-        if self.reader is None:
-            return logits
-        surprise = batch.surprise if batch.surprise is not None else self.surprise_of(batch)
-        first = batch.first_step if batch.first_step is not None else torch.zeros(len(hidden), dtype=torch.long,
-                                                                                  device=hidden.device)
-        return logits - self.reader(hidden, surprise, batch.step_positions, first)
+        return hidden
 
     def to(self, *args: Any, **kwargs: Any) -> "ProcessRewardModel":
         """``nn.Module.to``, and the frozen surprise LM follows the model to its device."""

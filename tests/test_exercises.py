@@ -129,6 +129,22 @@ def _step_ends_joined(tok, problem, steps):  # tokenizing the joined text lets p
     return out, [i for i, t in enumerate(out) if "\n\n" in tok.decode([t])][1:]
 
 
+def _step(model, batch, optimizer, scheduler, max_norm, loss_fn=None, clip=True, schedule=True, zero=True):
+    from prm_lib.loss import step_bce_loss
+
+    logits = model(batch)
+    loss = loss_fn(logits, batch) if loss_fn else step_bce_loss(logits, batch.labels, batch.step_mask)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    if schedule:
+        scheduler.step()
+    if zero:
+        optimizer.zero_grad()
+    return loss.item()
+
+
 WRONG = {
     "1.3": [lambda labels: labels.index(-1),  # no error: ValueError instead of -1
             lambda labels: next((i for i, x in enumerate(labels) if x < 0), None),
@@ -142,6 +158,8 @@ WRONG = {
             / (sum(y) * (len(y) - sum(y))),  # ties count 0
             lambda s, y: sum(p >= n for p in [a for a, b in zip(s, y) if b] for n in [a for a, b in zip(s, y) if not b])
             / (sum(y) * (len(y) - sum(y)))],  # ties count 1
+    "5.4": [lambda *a: _step(*a, clip=False), lambda *a: _step(*a, schedule=False), lambda *a: _step(*a, zero=False),
+            lambda *a: _step(*a, loss_fn=lambda logits, b: F.binary_cross_entropy_with_logits(logits, b.labels))],  # padding counted
     "6.4": [_harmonic_no_mask,
             lambda p, m: (p * m).sum(dim=1) / m.sum(dim=1),  # arithmetic mean
             lambda p, m: torch.exp((torch.log(p.clamp_min(1e-12)) * m).sum(dim=1) / m.sum(dim=1))],  # geometric mean
