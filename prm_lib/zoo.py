@@ -23,6 +23,7 @@ from typing import Any
 from . import __version__
 from .backbones import DEFAULT_BACKBONE, cache_dir
 from .model import ProcessRewardModel
+from .objectives import objective as objective_by_name
 from .train import TrainConfig, train
 
 # Chosen by measurement on the 2-core CPU (chapter 5 tells the story): 8 of 30 layers, short
@@ -99,8 +100,7 @@ def course_preset(objective: str = "prm") -> tuple[str, TrainConfig]:
     with any other ``$PRM_BACKBONE`` (``Qwen/Qwen2.5-0.5B`` on a GPU) the ``gpu-qwen2.5-0.5b``
     recipe on that backbone.
     """
-    if objective not in ("prm", "orm"):
-        raise ValueError(f"objective must be 'prm' or 'orm', not {objective!r}")
+    objective_by_name(objective)  # an unknown name is an error that lists the known ones
     backbone = course_backbone()
     name = "cpu-reader" if backbone == DEFAULT_BACKBONE else "gpu-qwen2.5-0.5b"
     config = preset(name if objective == "prm" else f"{name}-orm")
@@ -160,4 +160,7 @@ def load_or_train(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     metrics = json.loads((path / "metrics.json").read_text())
-    return ProcessRewardModel.load(path, device=device), metrics
+    model = ProcessRewardModel.load(path, device=device)
+    # the config says what was trained: models cached before the saved config recorded it load as PRMs
+    model.objective = config.objective
+    return model, metrics

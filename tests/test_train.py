@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from prm_lib.cli import main as cli
+from prm_lib.metrics import auroc
 from prm_lib.model import ProcessRewardModel
 from prm_lib.train import TrainConfig, Trainer, build_data, last_step_mask, length_bucketed_batches, train
 from prm_lib.zoo import PRESETS, config_hash, effective_config, load_or_train, preset, zoo_path
@@ -21,7 +22,14 @@ def test_training_lowers_the_loss_and_evaluates_on_held_out_problems():
     last = sum(h["loss"] for h in result.history[-5:]) / 5
     assert last < first
     assert [e["step"] for e in result.evals] == [15, 30, 40]
-    assert 0.0 <= result.final["step_auroc"] <= 1.0 and result.final["n_solutions"] == TINY.n_val
+    # the final evaluation is the returned model's step AUROC on the validation set (recomputed here)
+    _, val = build_data(TINY)
+    probs = result.model.score_batch([s.as_item() for s in val])
+    flat = [p for row in probs for p in row]
+    truth = [t >= 0.5 for s in val for t in s.targets]
+    assert result.final["step_auroc"] == pytest.approx(auroc(flat, truth), abs=1e-6)
+    assert result.final["step_auroc"] != result.evals[0]["step_auroc"]  # read from the trained weights
+    assert result.final["n_solutions"] == TINY.n_val and result.final["n_steps"] == len(flat)
 
 
 def test_deterministic_from_a_seed():
@@ -78,8 +86,16 @@ def test_batches_cover_every_sample_once_per_epoch_and_group_lengths():
 def test_orm_reads_only_the_last_step():
     mask = torch.tensor([[True, True, True], [True, False, False]])
     assert last_step_mask(mask).tolist() == [[False, False, True], [True, False, False]]
-    result = train(preset("tiny-orm"), progress=False)
-    assert "outcome_auroc" in result.final
+    config = preset("tiny-orm")
+    result = train(config, progress=False)
+    # the ORM's evaluation: its last step's score against the outcome (final answer right?), not step labels
+    _, val = build_data(config)
+    last = [row[-1] for row in result.model.score_batch([s.as_item() for s in val])]
+    outcome = [s.meta["answer"] == s.meta["final_answer"] for s in val]
+    assert outcome != [s.is_correct for s in val]  # the data hold solutions whose steps and outcome disagree
+    assert result.final["outcome_auroc"] == pytest.approx(auroc(last, outcome), abs=1e-6)
+    assert result.final["n_solutions"] == config.n_val and "step_auroc" not in result.final
+    assert result.model.objective == "orm"
 
 
 def test_zoo_trains_once_then_loads(tmp_path, monkeypatch):
