@@ -156,3 +156,15 @@ def test_sampled_solutions_open_like_the_generator():
         import random
 
         wrong_step(Operation("add", 2), 3, 0, "inconsistent_answer", random.Random(0))
+
+
+def test_problems_and_generate_stop_with_an_error_when_a_split_runs_out():
+    from prm_lib.synthetic import generate, problems
+
+    # seed-style problems are few: the test split holds a few hundred distinct ones
+    some = problems(100, seed=0, split="test", direct_rate=1.0)
+    assert len({p.text for p in some}) == 100 and all(p.split == "test" for p in some)
+    with pytest.raises(RuntimeError, match="could not find 1000 distinct test problems .*the split holds fewer"):
+        problems(1000, seed=0, split="test", direct_rate=1.0)
+    with pytest.raises(RuntimeError, match="could not find 1000 distinct test problems .*the split holds fewer"):
+        generate(1000, seed=0, split="test", direct_rate=1.0)
