@@ -77,7 +77,10 @@ class PRMVerifier:
         return self.from_step_probabilities([steps for _, steps in items], step_probs)
 
     def from_step_probabilities(self, solutions: Sequence[Sequence[str]], step_probs: Sequence[Sequence[float]]) -> list[ScoredSolution]:
-        """Aggregate already-computed step probabilities (e.g. from ``step_probabilities``)."""
+        """Aggregate already-computed step probabilities (e.g. from ``step_probabilities``); none in, none out
+        (a sampler that returned nothing has nothing to rank)."""
+        if not solutions:
+            return []
         scores = aggregate_many(step_probs, self.aggregation, self.decay)
         out = []
         for i, (steps, probs, score) in enumerate(zip(solutions, step_probs, scores)):
