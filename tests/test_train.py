@@ -246,3 +246,104 @@ def test_trainer_token_budget_option_covers_each_epoch_and_is_a_pure_function_of
     assert a.batch_at(0) != Trainer(prm, train_set, val_set, config, progress=False).batch_at(0)  # the option is off by default
     result = a.fit()
     assert len(result.history) == 4 and all(math.isfinite(h["loss"]) for h in result.history)
+
+
+# ---- the trainer's optimizer, frozen embeddings, compile padding and loss options ------------------------
+SMALL = dataclasses.replace(TINY, n_train=32, n_val=4, max_steps=4, eval_every=4)
+
+
+def small_trainer(evaluate=True, **changes):
+    config = dataclasses.replace(SMALL, **changes)
+    torch.manual_seed(0)
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    train_set, val_set = build_data(config)
+    return Trainer(prm, train_set, val_set if evaluate else [], config, progress=False)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_optimizer_gives_the_backbone_lr_and_the_new_head_head_lr(freeze):
+    trainer = small_trainer(freeze_embeddings=freeze, lr=1e-4, head_lr=3e-3, weight_decay=0.05)
+    model = trainer.model
+    body, head = trainer.optimizer.param_groups
+    assert (body["initial_lr"], head["initial_lr"]) == (1e-4, 3e-3)
+    assert body["weight_decay"] == head["weight_decay"] == 0.05  # one decay for both groups, as configured
+    ids = lambda params: {id(p) for p in params}  # noqa: E731
+    assert ids(head["params"]) == ids(model.value_head.parameters())
+    embedding = model.backbone.get_input_embeddings().weight
+    trainable = [p for p in model.backbone.parameters() if p is not embedding]
+    assert ids(body["params"]) == ids(trainable) | (set() if freeze else {id(embedding)})
+    # the first step's learning rates follow warmup: (step 1) / warmup_steps of each group's own rate
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-4 / 5, 3e-3 / 5])
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_embeddings_stay_as_loaded_and_the_rest_trains(freeze):
+    trainer = small_trainer(freeze_embeddings=freeze)
+    model = trainer.model
+    embedding = model.backbone.get_input_embeddings().weight
+    before_embedding, before_head = embedding.detach().clone(), model.value_head.weight.detach().clone()
+    before_layer = next(model.backbone.layers.parameters()).detach().clone()
+    trainer.fit()
+    assert embedding.requires_grad is not freeze
+    assert torch.equal(embedding, before_embedding) is freeze
+    assert not torch.equal(model.value_head.weight, before_head)
+    assert not torch.equal(next(model.backbone.layers.parameters()), before_layer)
+
+
+def test_compile_pads_every_training_batch_to_a_multiple_of_8(monkeypatch):
+    import prm_lib.train as train_module
+
+    # the eager backend: compile's wrapping without generating code (what is tested is the padding)
+    monkeypatch.setattr(train_module, "COMPILE_OPTIONS", {"dynamic": True, "backend": "eager"})
+    torch._dynamo.reset()
+    widths = {}
+    for compiled in (False, True):
+        trainer = small_trainer(evaluate=False, compile=compiled)  # only the training batches
+        real_collate = trainer.model.collate
+        seen = widths.setdefault(compiled, [])
+
+        def recording(encoded, *args, **kwargs):
+            batch = real_collate(encoded, *args, **kwargs)
+            seen.append((batch.input_ids.shape[1], max(len(e) for e in encoded)))
+            return batch
+
+        trainer.model.collate = recording
+        trainer.fit()
+        assert trainer.pad_to_multiple_of == (8 if compiled else 1)
+    torch._dynamo.reset()
+    assert all(w % 8 == 0 and longest <= w < longest + 8 for w, longest in widths[True])
+    assert all(w == longest for w, longest in widths[False])
+    assert any(longest % 8 for _, longest in widths[True])  # some batch really needed padding
+
+
+def test_collate_pads_to_a_multiple_without_moving_the_steps(qwen_tokenizer):
+    from prm_lib.batching import collate
+    from prm_lib.steps import encode_solutions
+
+    enc = encode_solutions(qwen_tokenizer, [("P?", ["a.", "b c d."]), ("Q?", ["e."])], None, labels=[[1, 0], [1]])
+    plain, padded = collate(enc, 0), collate(enc, 0, pad_to_multiple_of=8)
+    width = plain.input_ids.shape[1]
+    assert padded.input_ids.shape[1] == -(-width // 8) * 8 and padded.input_ids.shape[1] % 8 == 0
+    assert torch.equal(padded.input_ids[:, :width], plain.input_ids) and (padded.input_ids[:, width:] == 0).all()
+    assert torch.equal(padded.step_positions, plain.step_positions) and torch.equal(padded.labels, plain.labels)
+    assert padded.n_tokens == plain.n_tokens
+
+
+@pytest.mark.parametrize("option, value", [("pos_weight", 3.0), ("mask_after_first_error", True),
+                                           ("later_step_weight", 1.0), ("ranking_weight", 1.0)])
+def test_each_loss_option_reaches_the_trainers_loss_and_changes_training(option, value):
+    from prm_lib.loss import prm_loss
+
+    base, varied = small_trainer(), small_trainer(**{option: value})
+    # a batch with wrong steps followed by more steps, where every option has something to change
+    enc = [e for e in base.train_enc if 0.0 in e.labels[:-1]][:6]
+    assert len(enc) >= 2
+    batch = base.model.collate(enc)
+    base.model.eval(), varied.model.eval()
+    with torch.no_grad():
+        logits = base.model(batch)
+        expected = prm_loss(logits, batch.labels, batch.step_mask, **{option: value})
+        assert float(varied.loss_on(batch)) == pytest.approx(float(expected), abs=1e-6)
+        assert float(varied.loss_on(batch)) != pytest.approx(float(base.loss_on(batch)), abs=1e-4)
+    a, b = base.fit(), varied.fit()
+    assert not torch.equal(a.model.value_head.weight, b.model.value_head.weight)
