@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -151,10 +152,26 @@ def test_cli_help_documents_presets_and_every_option(capsys):
     with pytest.raises(SystemExit):
         cli(["train", "--help"])
     text = capsys.readouterr().out
-    for name in PRESETS:
-        assert name in text
+    for name, entry in PRESETS.items():
+        assert f"  {name} " in text and entry.description in text
+    settings = " ".join(text[text.index("settings (override"):].split())
     for f in dataclasses.fields(TrainConfig):
-        assert "--" + f.name.replace("_", "-") in text
+        flag = "--" + f.name.replace("_", "-")
+        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ )?\(([^)]*)\)", settings)
+        assert m, flag
+        # the default is the chosen preset's value (the cpu preset's shown), not the cpu preset's whatever --preset says
+        assert m.group(1).endswith(f"default: the preset's value; cpu's is {getattr(preset('cpu'), f.name)}"), m.group(0)
+
+
+def test_cli_export_writes_math_shepherd_as_jsonl_that_reads_back(tmp_path, capsys):
+    from prm_lib.data import read_math_shepherd
+
+    assert cli(["export", "--preset", "tiny", "--format", "math-shepherd", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl", "validation.jsonl"]
+    train_set, val_set = build_data(TINY)
+    back = read_math_shepherd(tmp_path / "validation.jsonl")
+    assert [s.steps for s in back] == [s.steps for s in val_set]
+    assert len(read_math_shepherd(tmp_path / "train.jsonl")) == len(train_set)
 
 
 def test_cli_convert(tmp_path, capsys):
