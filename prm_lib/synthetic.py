@@ -20,7 +20,7 @@ check: 12 + 5 = 17.") re-derives the right value: it and the steps after it are
 +1, as in the seed's 15 / 3 example, so the solution's answer is right although
 one step was wrong.
 
-What a 135M model learns on a CPU in minutes (FACTS.md): errors visible within
+What a 135M model learns in a short CPU run (chapter 5 measures it): errors visible within
 one step or against the step before it. Every kind here can be checked that way:
 a slip or wrong operation within the step, a wrong number against the problem
 sentence or the previous result, an inconsistent answer against the last step.

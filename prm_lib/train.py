@@ -50,9 +50,9 @@ def compile_blocks(model: ProcessRewardModel) -> ProcessRewardModel:
     """``torch.compile`` the backbone's transformer blocks in place (regional compilation), else the whole model.
 
     The blocks are one class with the same code, so the first one's compilation serves all 24 of
-    Qwen2.5-0.5B's: compiling takes about as long as for one block (15 s of warm-up on an H100),
-    where a run compiling the whole model with dynamic shapes was stopped after 206 s without a
-    result (benchmarks/RESULTS.md). The few
+    Qwen2.5-0.5B's: compiling takes about as long as for one block, where a run compiling the whole
+    model with dynamic shapes was stopped long after without a result (benchmarks/RESULTS.md has
+    both measurements; see also PyTorch's regional compilation recipe). The few
     operations between blocks (embedding, rotary tables, final norm, value head) stay eager.
     Returns what to call for a forward pass.
     """

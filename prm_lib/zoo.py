@@ -3,7 +3,7 @@
 Chapters 5-8 of the course load their models from here. ``load_or_train(name)``
 hashes the preset's full configuration together with the library version; the
 first call trains and saves under ``$PRM_LIB_CACHE/zoo/<name>-<hash>``, every
-later call (another chapter, the next nbval run) loads that in seconds. Change
+later call (another chapter, the next nbval run) loads that instead. Change
 any setting, or the library version, and the hash changes, so a stale model is
 never loaded by mistake.
 """
