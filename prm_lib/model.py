@@ -115,8 +115,10 @@ class ProcessRewardModel(nn.Module):
         separator: str = DEFAULT_SEPARATOR,
         max_length: int | None = None,
         surprise_from: str | None = None,
+        objective: str = "prm",
     ) -> "ProcessRewardModel":
-        """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``).
+        """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``); ``objective="orm"``
+        makes it an ORM (``prm_lib.objectives``).
 
         ``surprise_from`` names a whole causal LM (usually the backbone's own name) whose per-token
         surprise the PRM reads beside its hidden states (``prm_lib.surprise``).
@@ -125,7 +127,7 @@ class ProcessRewardModel(nn.Module):
         device = next(model.parameters()).device
         source = SurpriseSource.shared(surprise_from, device=device, dtype=dtype) if surprise_from else None
         return cls(model, tokenizer, backbone_name=name, n_layers=n_layers, separator=separator, max_length=max_length,
-                   surprise=source)
+                   surprise=source, objective=objective)
 
     @property
     def device(self) -> torch.device:

@@ -495,7 +495,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool
     else:
         device, dtype = device if device is not None else (accelerator.device if accelerator.num_processes > 1 else None), None
     model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=dtype, n_layers=config.n_layers,
-                                             surprise_from=config.backbone if config.surprise else None)
+                                             surprise_from=config.backbone if config.surprise else None,
+                                             objective=config.objective)
     train_set, val_set = build_data(config)
     trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, accelerator=accelerator)
     result = trainer.fit()

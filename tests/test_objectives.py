@@ -153,3 +153,14 @@ def test_eval_cli_refuses_an_orm_and_says_what_to_do_instead(zoo_orm, tmp_path, 
 def test_train_config_still_names_a_bad_objective():
     with pytest.raises(ValueError, match="objective must be 'prm' or 'orm', not 'dpo'"):
         TrainConfig(objective="dpo")
+
+
+def test_the_whole_copy_gathered_after_fsdp_keeps_the_objective():
+    from types import SimpleNamespace
+
+    from prm_lib.distributed import gather_model
+
+    orm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", objective="orm")
+    rank0 = SimpleNamespace(get_state_dict=lambda wrapped: wrapped.state_dict(), is_main_process=True)
+    copy = gather_model(rank0, orm, orm)
+    assert copy.objective == "orm" and copy.score_batch(ITEMS) == orm.score_batch(ITEMS)
