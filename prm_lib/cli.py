@@ -48,9 +48,9 @@ def _none_or(kind):
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .zoo import PRESET_HELP
+    from .zoo import PRESETS
 
-    presets = "\n".join(f"  {k:18} {v}" for k, v in PRESET_HELP.items())
+    presets = "\n".join(f"  {k:22} {v.description}" for k, v in PRESETS.items())
     p = sub.add_parser(
         "train",
         help="train a PRM (or ORM) from a preset",
@@ -67,16 +67,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     cpu = preset("cpu")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        # unset, a setting keeps the value of the --preset given; the cpu preset's is shown as the usual case
+        default = f"default: the preset's value; cpu's is {getattr(cpu, f.name)}"
         if f.type == "bool":
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"(the cpu preset: {getattr(cpu, f.name)})")
+                               help=f"({default})")
             continue
         kind, optional = _field_type(f.type)
         if kind is None:
             raise TypeError(f"TrainConfig.{f.name} has a type the CLI cannot parse: {f.type}")
         metavar = "KIND=W,..." if kind is weights else kind.__name__.upper()
         group.add_argument(flag, dest=f.name, type=_none_or(kind) if optional else kind, default=None,
-                           metavar=metavar, help=f"({f.type}{'; none to unset' if optional else ''})")
+                           metavar=metavar, help=f"({f.type}{'; none to unset' if optional else ''}; {default})")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -191,9 +193,8 @@ def _run_export(args: argparse.Namespace) -> int:
     train_set, val_set = build_data(preset(args.preset))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ext = "txt" if args.format == "math-shepherd" else "jsonl"
-    for name, samples in (("train", train_set), ("validation", val_set)):
-        write(samples, out / f"{name}.{ext}", args.format)
+    for name, samples in (("train", train_set), ("validation", val_set)):  # every format is JSON lines
+        write(samples, out / f"{name}.jsonl", args.format)
     print(json.dumps({"out": str(out), "format": args.format, "train": len(train_set), "validation": len(val_set)}))
     return 0
 

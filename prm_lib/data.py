@@ -79,11 +79,6 @@ class PRMSample:
         return self.problem, self.steps
 
 
-def items_and_labels(samples: Sequence[PRMSample]) -> tuple[list[tuple[str, list[str]]], list[list[float]]]:
-    """Split samples into the ``(problem, steps)`` items and target lists that the model encodes."""
-    return [s.as_item() for s in samples], [s.targets for s in samples]
-
-
 # ---------------------------------------------------------------------------------------------
 # File formats. Each reader returns PRMSamples and raises FormatError naming file and line on a
 # malformed record; each writer takes PRMSamples. Nothing is dropped or truncated silently.

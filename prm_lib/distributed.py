@@ -135,6 +135,7 @@ def gather_model(accelerator: Accelerator, wrapped: torch.nn.Module, model: "Pro
     if not accelerator.is_main_process:
         return None
     copy = ProcessRewardModel.from_backbone(model.backbone_name, device="cpu", dtype=torch.float32,
-                                            n_layers=model.n_layers, separator=model.separator, max_length=model.max_length)
+                                            n_layers=model.n_layers, separator=model.separator, max_length=model.max_length,
+                                            objective=model.objective)  # a gathered ORM is saved as one
     copy.load_state_dict({k: v.float() for k, v in state.items()})
     return copy.eval()

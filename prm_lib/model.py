@@ -26,6 +26,7 @@ from torch import nn
 from . import __version__
 from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
 from .batching import Batch, BatchPolicy, collate, plan_batches
+from .objectives import objective as objective_by_name
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
 from .surprise import SurpriseReader, SurpriseSource
 
@@ -73,8 +74,12 @@ class ProcessRewardModel(nn.Module):
         separator: str = DEFAULT_SEPARATOR,
         max_length: int | None = None,
         surprise: SurpriseSource | None = None,
+        objective: str = "prm",
     ) -> None:
         super().__init__()
+        # what the head was trained to predict (prm_lib.objectives): saved with the model, so a loaded ORM
+        # is read at its last step and refused where a score per step is needed
+        self.objective = objective_by_name(objective).name
         # Keep the transformer body: the LM head's vocabulary-sized logits are never needed.
         self.backbone = getattr(backbone, "base_model", backbone)
         self.tokenizer = ensure_pad_token(tokenizer)
@@ -110,8 +115,10 @@ class ProcessRewardModel(nn.Module):
         separator: str = DEFAULT_SEPARATOR,
         max_length: int | None = None,
         surprise_from: str | None = None,
+        objective: str = "prm",
     ) -> "ProcessRewardModel":
-        """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``).
+        """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``); ``objective="orm"``
+        makes it an ORM (``prm_lib.objectives``).
 
         ``surprise_from`` names a whole causal LM (usually the backbone's own name) whose per-token
         surprise the PRM reads beside its hidden states (``prm_lib.surprise``).
@@ -120,7 +127,7 @@ class ProcessRewardModel(nn.Module):
         device = next(model.parameters()).device
         source = SurpriseSource.shared(surprise_from, device=device, dtype=dtype) if surprise_from else None
         return cls(model, tokenizer, backbone_name=name, n_layers=n_layers, separator=separator, max_length=max_length,
-                   surprise=source)
+                   surprise=source, objective=objective)
 
     @property
     def device(self) -> torch.device:
@@ -322,6 +329,7 @@ class ProcessRewardModel(nn.Module):
             "max_length": self.max_length,
             "hidden_size": self.value_head.in_features,
             "surprise_from": self.surprise_source.name if self.surprise_source is not None else None,
+            "objective": self.objective,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -352,7 +360,7 @@ class ProcessRewardModel(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> "ProcessRewardModel":
-        """Rebuild a PRM written by ``save``."""
+        """Rebuild a PRM written by ``save``; one saved without an ``objective`` (before it was recorded) is a PRM."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
@@ -362,7 +370,8 @@ class ProcessRewardModel(nn.Module):
         config = json.loads(config_path.read_text())
         if not str(config.get("format", "")).startswith("prm_lib.ProcessRewardModel/"):
             raise ValueError(f"{config_path} is not a prm_lib ProcessRewardModel config")
-        settings = dict(separator=config["separator"], max_length=config["max_length"], n_layers=config["n_layers"])
+        settings = dict(separator=config["separator"], max_length=config["max_length"], n_layers=config["n_layers"],
+                        objective=config.get("objective", "prm"))
         if config.get("surprise_from"):
             dev = resolve_device(device)
             settings["surprise"] = SurpriseSource.shared(config["surprise_from"], device=dev, dtype=dtype)

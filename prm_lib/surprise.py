@@ -4,7 +4,7 @@ Chapter 5 of the course. A pretrained LM knows facts its first layers do not:
 SmolLM2-135M, whole, gives the written result of a times-table fact a
 log-probability that separates right from slipped results almost perfectly,
 while the same question read after its first layers is a coin toss. A PRM cut to
-a few layers for speed cannot learn that knowledge back in minutes, but it can
+a few layers for speed cannot learn that knowledge back in a short run, but it can
 *read* it: the full LM, frozen, says at every token how far the written token is
 from what it would have written,
 

@@ -20,7 +20,7 @@ check: 12 + 5 = 17.") re-derives the right value: it and the steps after it are
 +1, as in the seed's 15 / 3 example, so the solution's answer is right although
 one step was wrong.
 
-What a 135M model learns on a CPU in minutes (FACTS.md): errors visible within
+What a 135M model learns in a short CPU run (chapter 5 measures it): errors visible within
 one step or against the step before it. Every kind here can be checked that way:
 a slip or wrong operation within the step, a wrong number against the problem
 sentence or the previous result, an inconsistent answer against the last step.
@@ -316,6 +316,14 @@ def solve(
     return PRMSample(problem.text, steps, labels, meta)
 
 
+def _check_attempts(attempts: int, n: int, found: int, split: str | None, direct_rate: float) -> None:
+    """Stop a search for distinct problems that cannot succeed: a split (seed-style problems above all,
+    a few thousand in all) holds only so many, and without a bound the loop would never end."""
+    if attempts > 50 * n + 1000:
+        raise RuntimeError(f"could not find {n} distinct {split} problems (found {found} in {attempts - 1} draws, "
+                           f"direct_rate={direct_rate}): the split holds fewer; ask for fewer or use another split")
+
+
 def generate(
     n: int,
     seed: int = 0,
@@ -349,8 +357,7 @@ def generate(
     attempts = 0
     while len(out) < n:
         attempts += 1
-        if attempts > 50 * n + 1000:
-            raise RuntimeError(f"could not find {n} distinct {split} problems")
+        _check_attempts(attempts, n, len(out), split, direct_rate)
         problem = random_problem(rng, n_ops, max_ops, direct_rate)
         if problem.text in seen or problem.text in held_out or (split is not None and problem.split != split):
             continue
@@ -388,7 +395,10 @@ def problems(n: int, seed: int = 0, split: str | None = "test", max_ops: int = 4
     rng = random.Random(seed)
     out: list[Problem] = []
     seen: set[str] = set()
+    attempts = 0
     while len(out) < n:
+        attempts += 1
+        _check_attempts(attempts, n, len(out), split, direct_rate)
         p = random_problem(rng, max_ops=max_ops, direct_rate=direct_rate)
         if p.text not in seen and (split is None or p.split == split):
             seen.add(p.text)

@@ -38,8 +38,8 @@ from .batching import Batch
 from .distributed import Accelerator, gather_model, is_fsdp, loss_scale, make_accelerator, reduce_sum, shutdown
 from .data import PRMSample
 from .loss import prm_loss
-from .metrics import auroc, step_metrics
 from .model import ProcessRewardModel
+from .objectives import OBJECTIVES, Objective, last_step_mask, objective, outcome_targets  # noqa: F401 (re-exported)
 from .steps import EncodedSolution
 
 
@@ -50,9 +50,9 @@ def compile_blocks(model: ProcessRewardModel) -> ProcessRewardModel:
     """``torch.compile`` the backbone's transformer blocks in place (regional compilation), else the whole model.
 
     The blocks are one class with the same code, so the first one's compilation serves all 24 of
-    Qwen2.5-0.5B's: compiling takes about as long as for one block (15 s of warm-up on an H100),
-    where a run compiling the whole model with dynamic shapes was stopped after 206 s without a
-    result (benchmarks/RESULTS.md). The few
+    Qwen2.5-0.5B's: compiling takes about as long as for one block, where a run compiling the whole
+    model with dynamic shapes was stopped long after without a result (benchmarks/RESULTS.md has
+    both measurements; see also PyTorch's regional compilation recipe). The few
     operations between blocks (embedding, rotary tables, final norm, value head) stay eager.
     Returns what to call for a forward pass.
     """
@@ -104,8 +104,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.objective not in ("prm", "orm"):
-            raise ValueError(f"objective must be 'prm' or 'orm', not {self.objective!r}")
+        objective(self.objective)  # an unknown name is an error that lists the known ones
         for name in ("n_train", "n_val", "batch_size", "max_steps", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -121,24 +120,6 @@ class TrainConfig:
 
 
 _LATER_DEFAULTS: dict[str, Any] = {"surprise": False, "error_weights": None, "hold_out_seed_problems": False}
-
-
-def outcome_targets(samples: Sequence[PRMSample]) -> list[float]:
-    """ORM labels: 1 if the solution's final answer is right (``meta['answer']`` vs ``meta['final_answer']``),
-    else 0; without those fields, 1 if every step is correct."""
-    out = []
-    for s in samples:
-        if "answer" in s.meta and "final_answer" in s.meta:
-            out.append(1.0 if s.meta["answer"] == s.meta["final_answer"] else 0.0)
-        else:
-            out.append(1.0 if s.is_correct else 0.0)
-    return out
-
-
-def last_step_mask(step_mask: torch.Tensor) -> torch.Tensor:
-    """Only the last real step of each row (where an ORM reads its one score)."""
-    last = step_mask.sum(dim=1, keepdim=True) - 1
-    return torch.zeros_like(step_mask).scatter_(1, last.clamp(min=0), True) & step_mask
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -225,6 +206,10 @@ class Trainer:
         if not train:
             raise ValueError("no training samples")
         self.model, self.config = model, config
+        # what the targets, loss mask and evaluation are (prm_lib.objectives); the model keeps the name, so
+        # a saved ORM loads as one
+        self.objective: Objective = objective(config.objective)
+        self.model.objective = config.objective
         self.accelerator = accelerator or make_accelerator(model.device)
         self.is_main = self.accelerator.is_main_process
         self.out_dir = Path(out_dir) if out_dir else None
@@ -272,13 +257,7 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------
     def _encode(self, samples: Sequence[PRMSample]) -> list[EncodedSolution]:
-        items = [s.as_item() for s in samples]
-        if self.config.objective == "orm":
-            outcome = outcome_targets(samples)
-            labels = [[o] * len(s.steps) for o, s in zip(outcome, samples)]
-        else:
-            labels = [s.targets for s in samples]
-        return self.model.encode(items, labels=labels)
+        return self.model.encode([s.as_item() for s in samples], labels=self.objective.targets(samples))
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
@@ -317,9 +296,8 @@ class Trainer:
     def loss_on(self, batch: Batch) -> torch.Tensor:
         c = self.config
         logits = self.forward(batch)
-        mask = last_step_mask(batch.step_mask) if c.objective == "orm" else batch.step_mask
         return prm_loss(
-            logits, batch.labels, mask,
+            logits, batch.labels, self.objective.loss_mask(batch.step_mask),
             pos_weight=c.pos_weight,
             mask_after_first_error=c.mask_after_first_error,
             later_step_weight=c.later_step_weight,
@@ -328,7 +306,7 @@ class Trainer:
 
     def batch_weight(self, batch: Batch) -> float:
         """How many labelled steps the loss averages over (one per solution for an ORM)."""
-        return float(batch.labels.shape[0]) if self.config.objective == "orm" else float(batch.step_mask.sum())
+        return float(self.objective.loss_mask(batch.step_mask).sum())
 
     def train_step(self, batch: Batch, weight: float | None = None) -> torch.Tensor:
         """Forward, backward, clip, optimizer and scheduler step; returns the (detached) loss.
@@ -356,12 +334,7 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
-        probs = self.model.score_encoded(self.val_enc)
-        if self.config.objective == "orm":
-            last = [p[len(e.step_end_positions) - 1] for p, e in zip(probs, self.val_enc)]
-            outcome = outcome_targets(self.val_samples)
-            return {"outcome_auroc": auroc(last, outcome), "n_solutions": len(last)}
-        return step_metrics(probs, [s.targets for s in self.val_samples])
+        return self.objective.evaluate(self.model.score_encoded(self.val_enc), self.val_enc, self.val_samples)
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -453,7 +426,7 @@ class Trainer:
                 if self.on_eval and self.is_main:
                     self.on_eval(self.step, metrics)
                 if bar is not None:
-                    key = "outcome_auroc" if c.objective == "orm" else "step_auroc"
+                    key = self.objective.metric
                     bar.set_postfix(loss=f"{entry['loss']:.3f}", **{key: f"{metrics[key]:.3f}"})
             if self.step % save_every == 0 or self.step == c.max_steps:
                 self.result.seconds = time.perf_counter() - start
@@ -522,7 +495,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool
     else:
         device, dtype = device if device is not None else (accelerator.device if accelerator.num_processes > 1 else None), None
     model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=dtype, n_layers=config.n_layers,
-                                             surprise_from=config.backbone if config.surprise else None)
+                                             surprise_from=config.backbone if config.surprise else None,
+                                             objective=config.objective)
     train_set, val_set = build_data(config)
     trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, accelerator=accelerator)
     result = trainer.fit()

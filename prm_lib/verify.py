@@ -2,8 +2,8 @@
 
 Chapter 7 of the course. ``PRMVerifier`` turns a PRM's step probabilities into
 a solution score (any aggregation from ``prm_lib.aggregate``) and names the
-weakest step; an ORM plugs into the same class with ``aggregation="last"``,
-because its one trained score sits on the final step.
+weakest step; an ORM plugs into the same class and is read with ``aggregation="last"``,
+because its one trained score sits on the final step (``prm_lib.objectives``).
 
 Best-of-N selection works on precomputed candidates (final answers and scores),
 so one scoring pass serves every N and every selector:
@@ -25,6 +25,7 @@ import numpy as np
 
 from .aggregate import AGGREGATIONS, aggregate_many
 from .answers import extract_final_answer, normalize_answer
+from .objectives import objective_of
 
 
 @dataclass
@@ -44,11 +45,23 @@ class PRMVerifier:
     """Scores solutions with a ``ProcessRewardModel`` and an aggregation; ranks candidates.
 
     Identical (problem, steps) pairs are scored once: sampled candidates repeat a lot.
+
+    ``aggregation`` defaults to ``min`` for a PRM and to the only one an ORM allows, ``last``:
+    an ORM's other step scores were never trained, so any other aggregation is an error rather
+    than a silently meaningless ranking.
     """
 
-    def __init__(self, prm: Any, aggregation: str = "min", decay: float = 0.8) -> None:
+    def __init__(self, prm: Any, aggregation: str | None = None, decay: float = 0.8) -> None:
+        kind = objective_of(prm)
+        required = kind.aggregation
+        if aggregation is None:
+            aggregation = required or "min"
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; known: {', '.join(AGGREGATIONS)}")
+        if required is not None and aggregation != required:
+            raise ValueError(f"this model is an {kind.name.upper()}: only its {required} step's score was trained, "
+                             f"so aggregation {aggregation!r} would rank solutions by untrained scores; "
+                             f"use aggregation={required!r} (the default for it)")
         self.prm, self.aggregation, self.decay = prm, aggregation, decay
 
     def step_probabilities(self, items: Sequence[tuple[str, Sequence[str]]], progress: bool = False) -> list[list[float]]:
@@ -64,7 +77,10 @@ class PRMVerifier:
         return self.from_step_probabilities([steps for _, steps in items], step_probs)
 
     def from_step_probabilities(self, solutions: Sequence[Sequence[str]], step_probs: Sequence[Sequence[float]]) -> list[ScoredSolution]:
-        """Aggregate already-computed step probabilities (e.g. from ``step_probabilities``)."""
+        """Aggregate already-computed step probabilities (e.g. from ``step_probabilities``); none in, none out
+        (a sampler that returned nothing has nothing to rank)."""
+        if not solutions:
+            return []
         scores = aggregate_many(step_probs, self.aggregation, self.decay)
         out = []
         for i, (steps, probs, score) in enumerate(zip(solutions, step_probs, scores)):
@@ -201,7 +217,15 @@ def evaluate_processbench(
     file), else on the evaluated file itself, which overstates F1, and the result says so.
     Records that cannot be scored (malformed, a step the model cannot encode, longer than the
     model's ``max_length``) are left out, counted and listed in ``skipped``, never dropped silently.
+    A model whose objective scores only whole solutions (an ORM) is refused: first-error F1 reads
+    every step's score, and an ORM's are untrained below its last step.
     """
+    kind = objective_of(prm)
+    if not kind.scores_steps:
+        raise ValueError(f"this checkpoint is an {kind.name.upper()} (trained on one outcome label per solution, "
+                         "read at its last step): first-error F1 needs a trained score for every step, which it "
+                         "does not have. Evaluate a PRM checkpoint instead, or compare the ORM on whole solutions "
+                         "(PRMVerifier(orm, 'last'), best-of-N; chapter 7)")
     import warnings
 
     from .data import read_processbench

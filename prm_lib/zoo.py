@@ -3,7 +3,7 @@
 Chapters 5-8 of the course load their models from here. ``load_or_train(name)``
 hashes the preset's full configuration together with the library version; the
 first call trains and saves under ``$PRM_LIB_CACHE/zoo/<name>-<hash>``, every
-later call (another chapter, the next nbval run) loads that in seconds. Change
+later call (another chapter, the next nbval run) loads that instead. Change
 any setting, or the library version, and the hash changes, so a stale model is
 never loaded by mistake.
 """
@@ -17,12 +17,14 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .backbones import DEFAULT_BACKBONE, cache_dir
 from .model import ProcessRewardModel
+from .objectives import objective as objective_by_name
 from .train import TrainConfig, train
 
 # Chosen by measurement on the 2-core CPU (chapter 5 tells the story): 8 of 30 layers, short
@@ -37,38 +39,47 @@ _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_s
 _CURRICULUM = dict(direct_rate=0.6, error_weights={"arithmetic_slip": 3.0}, hold_out_seed_problems=True)
 _READER = dict(_CPU, n_train=4000, surprise=True, **_CURRICULUM)
 
-PRESETS: dict[str, TrainConfig] = {
-    # Run E of chapter 5: SmolLM2-135M cut to 8 layers, trained on CPU in about 10 minutes (2 cores).
-    "cpu": TrainConfig(**_CPU),
-    # The ORM baseline: same backbone, problems and budget; one outcome label per solution.
-    "cpu-orm": TrainConfig(**{**_CPU, "objective": "orm"}),
-    # The course's PRM: run E reading the whole LM's surprise, about 13 minutes on 2 CPU cores.
-    "cpu-reader": TrainConfig(**_READER),
-    "cpu-reader-orm": TrainConfig(**{**_READER, "objective": "orm"}),
-    # Seconds-long runs for tests of the machinery (tiny random model: learns little).
-    "tiny": TrainConfig(backbone="tiny-qwen2", n_layers=None, n_train=200, n_val=60, batch_size=8, max_steps=30,
-                        eval_every=15, lr=1e-3, head_lr=3e-3, warmup_steps=5),
-    "tiny-orm": TrainConfig(backbone="tiny-qwen2", n_layers=None, n_train=200, n_val=60, batch_size=8, max_steps=30,
-                            eval_every=15, lr=1e-3, head_lr=3e-3, warmup_steps=5, objective="orm"),
-    # For a GPU (Colab or local): the seed's backbone, whole, more data and steps.
-    "gpu-qwen2.5-0.5b": TrainConfig(backbone="Qwen/Qwen2.5-0.5B", n_layers=None, lr=2e-5, head_lr=1e-3,
-                                    batch_size=32, max_steps=600, n_train=20000, n_val=500, eval_every=100,
-                                    warmup_steps=30, freeze_embeddings=False, error_rate=0.6, surprise=True,
-                                    **_CURRICULUM),
-}
-PRESETS["gpu-qwen2.5-0.5b-orm"] = dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"], objective="orm")
+@dataclass(frozen=True)
+class Preset:
+    """A named training configuration and the one-line description ``train --help`` shows. The description
+    is kept beside the config, not in it: it is not part of ``TrainConfig``, so it never moves a config hash."""
 
-PRESET_HELP = {
-    "cpu": "smollm2-135m (first 8 layers), 560 steps of 8, about 10 min on 2 CPU cores; misses most slips",
-    "cpu-orm": "ORM baseline with the cpu preset's backbone, data and budget (outcome labels only)",
-    "cpu-reader": "the course's PRM: the cpu preset reading the whole smollm2-135m's surprise (frozen), "
-                  "slip-heavy data: ~13 min on 2 CPU cores",
-    "cpu-reader-orm": "ORM baseline with the cpu-reader preset's backbone, inputs, data and budget",
-    "tiny": "tiny random Qwen2, 30 steps: seconds; for tests",
-    "tiny-orm": "tiny random Qwen2 ORM, 30 steps: seconds; for tests",
-    "gpu-qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B (needs the model hub) reading its own surprise, 600 steps of 32 on a GPU",
-    "gpu-qwen2.5-0.5b-orm": "ORM baseline with the gpu-qwen2.5-0.5b preset's backbone, data and budget",
+    config: TrainConfig
+    description: str
+
+
+# How long each one trains is measured, not promised here: every trained model's metrics.json records its
+# train_seconds (and setup_seconds), and chapter 5 shows the CPU runs'.
+PRESETS: dict[str, Preset] = {
+    # Run E of chapter 5: SmolLM2-135M cut to 8 layers, trained on 2 CPU cores.
+    "cpu": Preset(TrainConfig(**_CPU), "smollm2-135m (first 8 layers), 560 steps of 8, for 2 CPU cores; "
+                                       "misses most slips"),
+    # The ORM baseline: same backbone, problems and budget; one outcome label per solution.
+    "cpu-orm": Preset(TrainConfig(**{**_CPU, "objective": "orm"}),
+                      "ORM baseline with the cpu preset's backbone, data and budget (outcome labels only)"),
+    # The course's PRM: run E reading the whole LM's surprise.
+    "cpu-reader": Preset(TrainConfig(**_READER), "the course's PRM: the cpu preset reading the whole smollm2-135m's "
+                                                 "surprise (frozen), slip-heavy data; somewhat longer than cpu"),
+    "cpu-reader-orm": Preset(TrainConfig(**{**_READER, "objective": "orm"}),
+                             "ORM baseline with the cpu-reader preset's backbone, inputs, data and budget"),
+    # Short runs for tests of the machinery (tiny random model: learns little).
+    "tiny": Preset(TrainConfig(backbone="tiny-qwen2", n_layers=None, n_train=200, n_val=60, batch_size=8, max_steps=30,
+                               eval_every=15, lr=1e-3, head_lr=3e-3, warmup_steps=5),
+                   "tiny random Qwen2, 30 steps, the quickest; for tests"),
+    "tiny-orm": Preset(TrainConfig(backbone="tiny-qwen2", n_layers=None, n_train=200, n_val=60, batch_size=8,
+                                   max_steps=30, eval_every=15, lr=1e-3, head_lr=3e-3, warmup_steps=5, objective="orm"),
+                       "tiny random Qwen2 ORM, 30 steps, the quickest; for tests"),
+    # For a GPU (Colab or local): the seed's backbone, whole, more data and steps.
+    "gpu-qwen2.5-0.5b": Preset(TrainConfig(backbone="Qwen/Qwen2.5-0.5B", n_layers=None, lr=2e-5, head_lr=1e-3,
+                                           batch_size=32, max_steps=600, n_train=20000, n_val=500, eval_every=100,
+                                           warmup_steps=30, freeze_embeddings=False, error_rate=0.6, surprise=True,
+                                           **_CURRICULUM),
+                               "Qwen/Qwen2.5-0.5B (needs the model hub) reading its own surprise, 600 steps of 32 "
+                               "on a GPU"),
 }
+PRESETS["gpu-qwen2.5-0.5b-orm"] = Preset(dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"].config, objective="orm"),
+                                         "ORM baseline with the gpu-qwen2.5-0.5b preset's backbone, data and budget")
+
 
 # The one switch of the book: chapters train and load their models through course_preset(),
 # which reads this environment variable (unset: the CPU course on smollm2-135m).
@@ -84,7 +95,7 @@ def preset(name: str) -> TrainConfig:
     """A copy of a named preset's configuration."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name])
+    return dataclasses.replace(PRESETS[name].config)
 
 
 def course_backbone() -> str:
@@ -99,8 +110,7 @@ def course_preset(objective: str = "prm") -> tuple[str, TrainConfig]:
     with any other ``$PRM_BACKBONE`` (``Qwen/Qwen2.5-0.5B`` on a GPU) the ``gpu-qwen2.5-0.5b``
     recipe on that backbone.
     """
-    if objective not in ("prm", "orm"):
-        raise ValueError(f"objective must be 'prm' or 'orm', not {objective!r}")
+    objective_by_name(objective)  # an unknown name is an error that lists the known ones
     backbone = course_backbone()
     name = "cpu-reader" if backbone == DEFAULT_BACKBONE else "gpu-qwen2.5-0.5b"
     config = preset(name if objective == "prm" else f"{name}-orm")
@@ -160,4 +170,7 @@ def load_or_train(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     metrics = json.loads((path / "metrics.json").read_text())
-    return ProcessRewardModel.load(path, device=device), metrics
+    model = ProcessRewardModel.load(path, device=device)
+    # the config says what was trained: models cached before the saved config recorded it load as PRMs
+    model.objective = config.objective
+    return model, metrics

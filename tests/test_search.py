@@ -93,3 +93,71 @@ def test_next_steps_continue_from_a_recovered_value():
     assert (done, value, answered) == (1, p.values[1], False)
     nxt = policy.next_steps(p.text, [wrong_first, recovered], 2)
     assert all(parse_equation(s) and parse_equation(s).left == p.values[1] for s in nxt)
+
+
+class NeverFinishes:
+    """A step policy that never states an answer (nor any number): ``thinking <letter>`` for the i-th of k
+    proposals, the letter being the i-th of the alphabet."""
+
+    def next_steps(self, problem, prefix, k):
+        return [f"thinking {chr(ord('a') + i)}" for i in range(k)]
+
+
+class ByProposalIndex:
+    """Scores a partial solution by the proposal index of its last step (so the first proposals lose)."""
+
+    def score_solutions(self, items):
+        return [SimpleNamespace(steps=list(s), score=index(s[-1])) for _, s in items]
+
+
+def index(step):
+    return float(ord(step[-1]) - ord("a"))
+
+
+def test_beam_search_reports_the_open_beams_when_nothing_finishes():
+    result = beam_search("P?", NeverFinishes(), ByProposalIndex(), words, n_beams=4, beam_width=2, max_depth=3)
+    assert result.rounds == 3 and len(result.history) == 3
+    assert all(h["finished"] == 0 for h in result.history)
+    # the last round's proposals, all unfinished and max_depth steps long, each with its own score
+    assert len(result.solutions) == 4 and all(len(s) == 3 and not is_final(s[-1]) for s in result.solutions)
+    assert result.scores == [index(s[-1]) for s in result.solutions]
+    assert result.answers == [None] * 4 and result.best_answer() is None and result.weighted_answer() is None
+    assert result.generated_tokens == 4 * 3 * 2  # every proposal of every round, two words each
+    # survivors were the best-scored: each round keeps the beams whose last proposal had the highest index
+    assert result.history[0]["kept"] == ["thinking d", "thinking c"]
+
+
+def test_best_of_n_with_an_empty_sample_and_with_no_samples(tiny_prm):
+    verifier = PRMVerifier(tiny_prm, "last")
+    samples = [[], ["2 + 3 = 5.", "The answer is 5."]]
+    result = best_of_n("What is 2 + 3?", lambda problem, n: samples[:n], verifier, words, 2)
+    # an empty solution becomes a placeholder step, scored, with no answer; the other still wins the vote
+    assert result.solutions[0] == ["(no answer)"] and result.answers == [None, "5"]
+    assert len(result.scores) == 2 and all(0.0 < s < 1.0 for s in result.scores)
+    assert result.weighted_answer() == "5"
+    nothing = best_of_n("What is 2 + 3?", lambda problem, n: [], verifier, words, 0)
+    assert (nothing.solutions, nothing.scores, nothing.answers, nothing.generated_tokens) == ([], [], [], 0)
+    assert nothing.best_answer() is None and nothing.weighted_answer() is None
+
+
+def test_lm_policy_complete_and_sample_return_steps_reproducibly():
+    from prm_lib.monte_carlo import LMPolicy
+
+    def fresh():
+        policy = LMPolicy.from_backbone("tiny-qwen2", device="cpu", max_new_tokens=12, seed=0)
+        policy.tokenizer.chat_template = (policy.tokenizer.chat_template
+                                          or "{% for m in messages %}{{ m['content'] }}\n{% endfor %}")
+        return policy
+
+    policy = fresh()
+    prefix = ["I need to add 2 and 3."]
+    assert policy.prompt("What is 2 + 3?", prefix).endswith("I need to add 2 and 3.\n")
+    first = policy.complete("What is 2 + 3?", prefix, 3)
+    assert len(first) == 3 and policy.calls == 1
+    assert all(isinstance(step, str) and step and step == step.strip() and "\n" not in step
+               for cont in first for step in cont)
+    assert not any("Solve it step by step" in step for cont in first for step in cont)  # only the new tokens
+    second = policy.complete("What is 2 + 3?", prefix, 3)
+    assert second != first and policy.calls == 2  # each call samples afresh
+    assert fresh().complete("What is 2 + 3?", prefix, 3) == first  # ... reproducibly from the seed
+    assert fresh().sample("What is 2 + 3?", 2) == fresh().complete("What is 2 + 3?", [], 2)

@@ -130,10 +130,18 @@ def test_misreadings_are_systematic_per_problem():
         if chance > 0.75 and wrong:
             hard.append(max(wrong.values()) > answers.get(str(p.answer), 0))
     assert hard and sum(hard) >= len(hard) / 2  # on hard problems the misreading is usually the most common answer
-    # misread_rate 0 draws nothing extra: the same stream as a policy without the option
-    a, b = SimulatedPolicy(seed=5), SimulatedPolicy(seed=5, misread_rate=0.0)
-    text = problems(1, seed=2, split="test")[0].text
-    assert a.complete(text, [], 8) == b.complete(text, [], 8)
+    # misread_rate 0 draws nothing extra: without slips, each continuation draws once per operation and once
+    # for the final answer, as before the option existed, so a seeded run's stream is unchanged by it
+    p = problems(1, seed=2, split="test")[0]
+    plain = SimulatedPolicy(seed=5, step_error_rate=0.0, misread_rate=0.0)
+    plain.complete(p.text, [], 8)
+    reference = __import__("random").Random(5)
+    for _ in range(8 * (len(p.ops) + 1)):
+        reference.random()
+    assert plain.rng.getstate() == reference.getstate()
+    tiny = SimulatedPolicy(seed=5, step_error_rate=0.0, misread_rate=1e-9)  # the option on: one more draw each
+    tiny.complete(p.text, [], 8)
+    assert tiny.rng.getstate() != reference.getstate()
 
 
 def test_sampled_solutions_open_like_the_generator():
@@ -148,3 +156,15 @@ def test_sampled_solutions_open_like_the_generator():
         import random
 
         wrong_step(Operation("add", 2), 3, 0, "inconsistent_answer", random.Random(0))
+
+
+def test_problems_and_generate_stop_with_an_error_when_a_split_runs_out():
+    from prm_lib.synthetic import generate, problems
+
+    # seed-style problems are few: the test split holds a few hundred distinct ones
+    some = problems(100, seed=0, split="test", direct_rate=1.0)
+    assert len({p.text for p in some}) == 100 and all(p.split == "test" for p in some)
+    with pytest.raises(RuntimeError, match="could not find 1000 distinct test problems .*the split holds fewer"):
+        problems(1000, seed=0, split="test", direct_rate=1.0)
+    with pytest.raises(RuntimeError, match="could not find 1000 distinct test problems .*the split holds fewer"):
+        generate(1000, seed=0, split="test", direct_rate=1.0)

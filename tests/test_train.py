@@ -3,11 +3,13 @@
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
 
 from prm_lib.cli import main as cli
+from prm_lib.metrics import auroc
 from prm_lib.model import ProcessRewardModel
 from prm_lib.train import TrainConfig, Trainer, build_data, last_step_mask, length_bucketed_batches, train
 from prm_lib.zoo import PRESETS, config_hash, effective_config, load_or_train, preset, zoo_path
@@ -21,7 +23,14 @@ def test_training_lowers_the_loss_and_evaluates_on_held_out_problems():
     last = sum(h["loss"] for h in result.history[-5:]) / 5
     assert last < first
     assert [e["step"] for e in result.evals] == [15, 30, 40]
-    assert 0.0 <= result.final["step_auroc"] <= 1.0 and result.final["n_solutions"] == TINY.n_val
+    # the final evaluation is the returned model's step AUROC on the validation set (recomputed here)
+    _, val = build_data(TINY)
+    probs = result.model.score_batch([s.as_item() for s in val])
+    flat = [p for row in probs for p in row]
+    truth = [t >= 0.5 for s in val for t in s.targets]
+    assert result.final["step_auroc"] == pytest.approx(auroc(flat, truth), abs=1e-6)
+    assert result.final["step_auroc"] != result.evals[0]["step_auroc"]  # read from the trained weights
+    assert result.final["n_solutions"] == TINY.n_val and result.final["n_steps"] == len(flat)
 
 
 def test_deterministic_from_a_seed():
@@ -78,8 +87,16 @@ def test_batches_cover_every_sample_once_per_epoch_and_group_lengths():
 def test_orm_reads_only_the_last_step():
     mask = torch.tensor([[True, True, True], [True, False, False]])
     assert last_step_mask(mask).tolist() == [[False, False, True], [True, False, False]]
-    result = train(preset("tiny-orm"), progress=False)
-    assert "outcome_auroc" in result.final
+    config = preset("tiny-orm")
+    result = train(config, progress=False)
+    # the ORM's evaluation: its last step's score against the outcome (final answer right?), not step labels
+    _, val = build_data(config)
+    last = [row[-1] for row in result.model.score_batch([s.as_item() for s in val])]
+    outcome = [s.meta["answer"] == s.meta["final_answer"] for s in val]
+    assert outcome != [s.is_correct for s in val]  # the data hold solutions whose steps and outcome disagree
+    assert result.final["outcome_auroc"] == pytest.approx(auroc(last, outcome), abs=1e-6)
+    assert result.final["n_solutions"] == config.n_val and "step_auroc" not in result.final
+    assert result.model.objective == "orm"
 
 
 def test_zoo_trains_once_then_loads(tmp_path, monkeypatch):
@@ -135,10 +152,26 @@ def test_cli_help_documents_presets_and_every_option(capsys):
     with pytest.raises(SystemExit):
         cli(["train", "--help"])
     text = capsys.readouterr().out
-    for name in PRESETS:
-        assert name in text
+    for name, entry in PRESETS.items():
+        assert f"  {name} " in text and entry.description in text
+    settings = " ".join(text[text.index("settings (override"):].split())
     for f in dataclasses.fields(TrainConfig):
-        assert "--" + f.name.replace("_", "-") in text
+        flag = "--" + f.name.replace("_", "-")
+        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ )?\(([^)]*)\)", settings)
+        assert m, flag
+        # the default is the chosen preset's value (the cpu preset's shown), not the cpu preset's whatever --preset says
+        assert m.group(1).endswith(f"default: the preset's value; cpu's is {getattr(preset('cpu'), f.name)}"), m.group(0)
+
+
+def test_cli_export_writes_math_shepherd_as_jsonl_that_reads_back(tmp_path, capsys):
+    from prm_lib.data import read_math_shepherd
+
+    assert cli(["export", "--preset", "tiny", "--format", "math-shepherd", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl", "validation.jsonl"]
+    train_set, val_set = build_data(TINY)
+    back = read_math_shepherd(tmp_path / "validation.jsonl")
+    assert [s.steps for s in back] == [s.steps for s in val_set]
+    assert len(read_math_shepherd(tmp_path / "train.jsonl")) == len(train_set)
 
 
 def test_cli_convert(tmp_path, capsys):
@@ -230,3 +263,104 @@ def test_trainer_token_budget_option_covers_each_epoch_and_is_a_pure_function_of
     assert a.batch_at(0) != Trainer(prm, train_set, val_set, config, progress=False).batch_at(0)  # the option is off by default
     result = a.fit()
     assert len(result.history) == 4 and all(math.isfinite(h["loss"]) for h in result.history)
+
+
+# ---- the trainer's optimizer, frozen embeddings, compile padding and loss options ------------------------
+SMALL = dataclasses.replace(TINY, n_train=32, n_val=4, max_steps=4, eval_every=4)
+
+
+def small_trainer(evaluate=True, **changes):
+    config = dataclasses.replace(SMALL, **changes)
+    torch.manual_seed(0)
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    train_set, val_set = build_data(config)
+    return Trainer(prm, train_set, val_set if evaluate else [], config, progress=False)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_optimizer_gives_the_backbone_lr_and_the_new_head_head_lr(freeze):
+    trainer = small_trainer(freeze_embeddings=freeze, lr=1e-4, head_lr=3e-3, weight_decay=0.05)
+    model = trainer.model
+    body, head = trainer.optimizer.param_groups
+    assert (body["initial_lr"], head["initial_lr"]) == (1e-4, 3e-3)
+    assert body["weight_decay"] == head["weight_decay"] == 0.05  # one decay for both groups, as configured
+    ids = lambda params: {id(p) for p in params}  # noqa: E731
+    assert ids(head["params"]) == ids(model.value_head.parameters())
+    embedding = model.backbone.get_input_embeddings().weight
+    trainable = [p for p in model.backbone.parameters() if p is not embedding]
+    assert ids(body["params"]) == ids(trainable) | (set() if freeze else {id(embedding)})
+    # the first step's learning rates follow warmup: (step 1) / warmup_steps of each group's own rate
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-4 / 5, 3e-3 / 5])
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_embeddings_stay_as_loaded_and_the_rest_trains(freeze):
+    trainer = small_trainer(freeze_embeddings=freeze)
+    model = trainer.model
+    embedding = model.backbone.get_input_embeddings().weight
+    before_embedding, before_head = embedding.detach().clone(), model.value_head.weight.detach().clone()
+    before_layer = next(model.backbone.layers.parameters()).detach().clone()
+    trainer.fit()
+    assert embedding.requires_grad is not freeze
+    assert torch.equal(embedding, before_embedding) is freeze
+    assert not torch.equal(model.value_head.weight, before_head)
+    assert not torch.equal(next(model.backbone.layers.parameters()), before_layer)
+
+
+def test_compile_pads_every_training_batch_to_a_multiple_of_8(monkeypatch):
+    import prm_lib.train as train_module
+
+    # the eager backend: compile's wrapping without generating code (what is tested is the padding)
+    monkeypatch.setattr(train_module, "COMPILE_OPTIONS", {"dynamic": True, "backend": "eager"})
+    torch._dynamo.reset()
+    widths = {}
+    for compiled in (False, True):
+        trainer = small_trainer(evaluate=False, compile=compiled)  # only the training batches
+        real_collate = trainer.model.collate
+        seen = widths.setdefault(compiled, [])
+
+        def recording(encoded, *args, **kwargs):
+            batch = real_collate(encoded, *args, **kwargs)
+            seen.append((batch.input_ids.shape[1], max(len(e) for e in encoded)))
+            return batch
+
+        trainer.model.collate = recording
+        trainer.fit()
+        assert trainer.pad_to_multiple_of == (8 if compiled else 1)
+    torch._dynamo.reset()
+    assert all(w % 8 == 0 and longest <= w < longest + 8 for w, longest in widths[True])
+    assert all(w == longest for w, longest in widths[False])
+    assert any(longest % 8 for _, longest in widths[True])  # some batch really needed padding
+
+
+def test_collate_pads_to_a_multiple_without_moving_the_steps(qwen_tokenizer):
+    from prm_lib.batching import collate
+    from prm_lib.steps import encode_solutions
+
+    enc = encode_solutions(qwen_tokenizer, [("P?", ["a.", "b c d."]), ("Q?", ["e."])], None, labels=[[1, 0], [1]])
+    plain, padded = collate(enc, 0), collate(enc, 0, pad_to_multiple_of=8)
+    width = plain.input_ids.shape[1]
+    assert padded.input_ids.shape[1] == -(-width // 8) * 8 and padded.input_ids.shape[1] % 8 == 0
+    assert torch.equal(padded.input_ids[:, :width], plain.input_ids) and (padded.input_ids[:, width:] == 0).all()
+    assert torch.equal(padded.step_positions, plain.step_positions) and torch.equal(padded.labels, plain.labels)
+    assert padded.n_tokens == plain.n_tokens
+
+
+@pytest.mark.parametrize("option, value", [("pos_weight", 3.0), ("mask_after_first_error", True),
+                                           ("later_step_weight", 1.0), ("ranking_weight", 1.0)])
+def test_each_loss_option_reaches_the_trainers_loss_and_changes_training(option, value):
+    from prm_lib.loss import prm_loss
+
+    base, varied = small_trainer(), small_trainer(**{option: value})
+    # a batch with wrong steps followed by more steps, where every option has something to change
+    enc = [e for e in base.train_enc if 0.0 in e.labels[:-1]][:6]
+    assert len(enc) >= 2
+    batch = base.model.collate(enc)
+    base.model.eval(), varied.model.eval()
+    with torch.no_grad():
+        logits = base.model(batch)
+        expected = prm_loss(logits, batch.labels, batch.step_mask, **{option: value})
+        assert float(varied.loss_on(batch)) == pytest.approx(float(expected), abs=1e-6)
+        assert float(varied.loss_on(batch)) != pytest.approx(float(base.loss_on(batch)), abs=1e-4)
+    a, b = base.fit(), varied.fit()
+    assert not torch.equal(a.model.value_head.weight, b.model.value_head.weight)

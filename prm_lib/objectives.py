@@ -1,0 +1,96 @@
+"""What a model is trained to predict: the PRM's step labels or the ORM's one outcome label.
+
+The one place that maps an objective's name to its training targets, the steps its loss
+reads, how it is evaluated, and how a verifier must read its scores. The trainer, the zoo,
+``PRMVerifier`` and ``python -m prm_lib eval`` all ask here instead of testing the name.
+
+* ``prm``: a label per step (is this step right?), a loss on every step, step AUROC;
+  every step's score is meaningful, so any aggregation applies (chapter 6).
+* ``orm``: one label per solution (is its final answer right?, Cobbe et al., 2021), a loss
+  on the last step only, outcome AUROC; only the last step's score was trained, so a
+  verifier reads it with the ``last`` aggregation (Lightman et al., 2023, compare both this way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .data import PRMSample
+from .metrics import auroc, step_metrics
+from .steps import EncodedSolution
+
+
+def outcome_targets(samples: Sequence[PRMSample]) -> list[float]:
+    """ORM labels: 1 if the solution's final answer is right (``meta['answer']`` vs ``meta['final_answer']``),
+    else 0; without those fields, 1 if every step is correct."""
+    out = []
+    for s in samples:
+        if "answer" in s.meta and "final_answer" in s.meta:
+            out.append(1.0 if s.meta["answer"] == s.meta["final_answer"] else 0.0)
+        else:
+            out.append(1.0 if s.is_correct else 0.0)
+    return out
+
+
+def last_step_mask(step_mask: torch.Tensor) -> torch.Tensor:
+    """Only the last real step of each row (where an ORM reads its one score)."""
+    last = step_mask.sum(dim=1, keepdim=True) - 1
+    return torch.zeros_like(step_mask).scatter_(1, last.clamp(min=0), True) & step_mask
+
+
+def _step_targets(samples: Sequence[PRMSample]) -> list[list[float]]:
+    return [list(s.targets) for s in samples]
+
+
+def _outcome_step_targets(samples: Sequence[PRMSample]) -> list[list[float]]:
+    """The outcome label on every step (the loss mask keeps only the last)."""
+    return [[o] * len(s.steps) for o, s in zip(outcome_targets(samples), samples)]
+
+
+def _every_step(step_mask: torch.Tensor) -> torch.Tensor:
+    return step_mask
+
+
+def _evaluate_steps(probs: Sequence[Sequence[float]], encoded: Sequence[EncodedSolution],
+                    samples: Sequence[PRMSample]) -> dict[str, Any]:
+    return step_metrics(probs, [s.targets for s in samples])
+
+
+def _evaluate_outcomes(probs: Sequence[Sequence[float]], encoded: Sequence[EncodedSolution],
+                       samples: Sequence[PRMSample]) -> dict[str, Any]:
+    last = [p[e.n_scored - 1] for p, e in zip(probs, encoded)]
+    return {"outcome_auroc": auroc(last, outcome_targets(samples)), "n_solutions": len(last)}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """How one objective is trained, evaluated and read."""
+
+    name: str
+    targets: Callable[[Sequence[PRMSample]], list[list[float]]]  # a label per step of each sample
+    loss_mask: Callable[[torch.Tensor], torch.Tensor]  # (B, S) step mask -> the steps the loss reads
+    evaluate: Callable[[Sequence[Sequence[float]], Sequence[EncodedSolution], Sequence[PRMSample]], dict[str, Any]]
+    metric: str  # the headline key of ``evaluate``'s result
+    aggregation: str | None  # the one aggregation its scores allow (None: any)
+    scores_steps: bool  # is every step's score trained (first-error evaluation needs that)?
+
+
+OBJECTIVES: Mapping[str, Objective] = {
+    "prm": Objective("prm", _step_targets, _every_step, _evaluate_steps, "step_auroc", None, True),
+    "orm": Objective("orm", _outcome_step_targets, last_step_mask, _evaluate_outcomes, "outcome_auroc", "last", False),
+}
+
+
+def objective(name: str) -> Objective:
+    """The named objective; an unknown name is an error that lists the known ones."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective must be {' or '.join(repr(k) for k in OBJECTIVES)}, not {name!r}")
+    return OBJECTIVES[name]
+
+
+def objective_of(model: Any) -> Objective:
+    """The objective a model was trained for (``model.objective``; anything without one reads as a PRM)."""
+    return objective(getattr(model, "objective", "prm"))
