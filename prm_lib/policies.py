@@ -187,6 +187,11 @@ class LMPolicy:
 
     @torch.inference_mode()
     def complete(self, problem: str, prefix: Sequence[str], k: int) -> list[list[str]]:
+        """``k`` sampled continuations of ``prefix``, one step per line; none after a prefix that already
+        states its answer (as ``SimulatedPolicy``): a model asked to go on would write a second answer line,
+        and a rollout's answer would then be that, not the prefix's."""
+        if prefix and is_answer_step(prefix[-1]):
+            return [[] for _ in range(k)]
         enc = self.tokenizer(self.prompt(problem, prefix), return_tensors="pt", add_special_tokens=False)
         enc = {key: v.to(self.model.device) for key, v in enc.items()}
         torch.manual_seed(self.seed * 1_000_003 + self.calls)  # reproducible, but each call samples afresh

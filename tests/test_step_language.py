@@ -214,3 +214,14 @@ def test_a_systematic_slip_is_the_same_wrong_result_in_every_sample_that_makes_i
         SimulatedPolicy(misread_rate=0.8, seed=7, misread_kinds=("wrong_operation", "wrong_number")).misreading(parse_problem(problem))
     with pytest.raises(ValueError, match="misread_kinds"):
         SimulatedPolicy(misread_kinds=("typo",))
+
+
+def test_lm_policy_writes_nothing_after_a_prefix_that_states_the_answer():
+    class Untouchable:  # any call to the model would be a bug: there is nothing to complete
+        def __getattr__(self, name):
+            raise AssertionError(f"the model was used ({name})")
+
+    policy = LMPolicy(Untouchable(), None)
+    done = ["I need to multiply 7 by 8.", "7 × 8 = 56.", "The answer is 56."]
+    assert policy.complete("What is 7 × 8?", done, 3) == [[], [], []]
+    assert SimulatedPolicy().complete("What is 7 × 8?", done, 3) == [[], [], []]  # the same contract
