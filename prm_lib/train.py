@@ -481,6 +481,26 @@ def build_data(config: TrainConfig) -> tuple[list[PRMSample], list[PRMSample]]:
     return train, val
 
 
+# The held-out sets every chapter and benchmark evaluates on, one seed per split (build_data's training and
+# validation sets use data_seed and data_seed + 1, so these never coincide with them).
+HELD_OUT_SEEDS = {"validation": 321, "test": 123}
+
+
+def test_set(config: TrainConfig, n: int = 400, split: str = "test") -> list[PRMSample]:
+    """The course's held-out evaluation set for a config: ``n`` solutions of problems shaped like its training
+    problems (``max_ops``, ``direct_rate``), half of them wrong, with every error kind equally likely.
+
+    Half wrong and uniform kinds, whatever the training mix, so that models trained on different mixes are
+    measured on the same solutions and every kind of error counts alike. ``split="validation"`` gives the
+    set to fit thresholds on (disjoint problems from the test split)."""
+    from .synthetic import generate
+
+    if split not in HELD_OUT_SEEDS:
+        raise ValueError(f"test_set split must be one of {', '.join(HELD_OUT_SEEDS)}, got {split!r}")
+    return generate(n, seed=HELD_OUT_SEEDS[split], split=split, error_rate=0.5, max_ops=config.max_ops,
+                    direct_rate=config.direct_rate)
+
+
 def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool = True,
           device: str | torch.device | None = None) -> TrainResult:
     """Build the data and model a config names, train, and (with ``out_dir``) write model and metrics.

@@ -364,3 +364,19 @@ def test_each_loss_option_reaches_the_trainers_loss_and_changes_training(option,
         assert float(varied.loss_on(batch)) != pytest.approx(float(base.loss_on(batch)), abs=1e-4)
     a, b = base.fit(), varied.fit()
     assert not torch.equal(a.model.value_head.weight, b.model.value_head.weight)
+
+
+def test_test_set_is_the_chapters_held_out_split():
+    from prm_lib.synthetic import generate
+    from prm_lib.train import test_set
+    from prm_lib.zoo import preset
+
+    config = preset("cpu-reader")
+    test = test_set(config, n=50)
+    same = generate(50, seed=123, split="test", error_rate=0.5, max_ops=config.max_ops, direct_rate=config.direct_rate)
+    assert [s.as_item() for s in test] == [s.as_item() for s in same]
+    validation = test_set(config, n=50, split="validation")
+    assert not {s.problem for s in test} & {s.problem for s in validation}
+    assert 15 <= sum(not s.is_correct for s in test) <= 35
+    with pytest.raises(ValueError, match="split must be one of"):
+        test_set(config, split="train")
