@@ -136,6 +136,8 @@ def gather_model(accelerator: Accelerator, wrapped: torch.nn.Module, model: "Pro
         return None
     copy = ProcessRewardModel.from_backbone(model.backbone_name, device="cpu", dtype=torch.float32,
                                             n_layers=model.n_layers, separator=model.separator, max_length=model.max_length,
-                                            objective=model.objective)  # a gathered ORM is saved as one
+                                            objective=model.objective,  # a gathered ORM is saved as one
+                                            # and a PRM reading the LM's surprise keeps its reader (its weights are in state)
+                                            surprise_from=model.surprise_source.name if model.surprise_source else None)
     copy.load_state_dict({k: v.float() for k, v in state.items()})
     return copy.eval()

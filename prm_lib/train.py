@@ -501,6 +501,9 @@ def test_set(config: TrainConfig, n: int = 400, split: str = "test") -> list[PRM
                     direct_rate=config.direct_rate)
 
 
+test_set.__test__ = False  # a data function: pytest must not collect it where a test module imports it
+
+
 def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool = True,
           device: str | torch.device | None = None) -> TrainResult:
     """Build the data and model a config names, train, and (with ``out_dir``) write model and metrics.

@@ -164,3 +164,18 @@ def test_the_whole_copy_gathered_after_fsdp_keeps_the_objective():
     rank0 = SimpleNamespace(get_state_dict=lambda wrapped: wrapped.state_dict(), is_main_process=True)
     copy = gather_model(rank0, orm, orm)
     assert copy.objective == "orm" and copy.score_batch(ITEMS) == orm.score_batch(ITEMS)
+
+
+def test_the_whole_copy_gathered_after_fsdp_keeps_the_surprise_reader():
+    from types import SimpleNamespace
+
+    from prm_lib.distributed import gather_model
+
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", surprise_from="tiny-qwen2")
+    with torch.no_grad():
+        prm.reader.gate[2].bias.fill_(1.0)  # a reader that matters, so losing it would change the scores
+    rank0 = SimpleNamespace(get_state_dict=lambda wrapped: wrapped.state_dict(), is_main_process=True)
+    copy = gather_model(rank0, prm, prm)
+    assert copy.reads_surprise and copy.config_dict()["surprise_from"] == "tiny-qwen2"
+    for got, want in zip(copy.score_batch(ITEMS), prm.score_batch(ITEMS)):
+        assert got == pytest.approx(want, abs=1e-6)
