@@ -54,12 +54,15 @@ robustness: setup
 # Renders the stored (nbval-checked) outputs; fails on any Sphinx warning.
 book-check: setup
 	mkdir -p _build
-	sed 's/^  execute_notebooks: force/  execute_notebooks: "off"/' _config.yml > _build/_config_render.yml
+	# the copy lives in _build/, so the book's local extension folder is given as an absolute path
+	sed -e 's/^  execute_notebooks: force/  execute_notebooks: "off"/' \
+	    -e 's|^    dedupe_scripts: book/_ext$$|    dedupe_scripts: $(CURDIR)/book/_ext|' _config.yml > _build/_config_render.yml
+	grep -q '^    dedupe_scripts: $(CURDIR)/book/_ext$$' _build/_config_render.yml
 	$(BIN)/jupyter-book build . --config _build/_config_render.yml -W -n --keep-going
 
 # The student edition: solutions removed from the notebooks themselves, stubs shown, stored outputs kept.
 student-book: setup
-	$(BIN)/python -m prm_lib student-edition --out _build/student_src
+	$(BIN)/python tools/student_edition.py build --out _build/student_src
 	$(BIN)/jupyter-book build _build/student_src -W -n --keep-going
 	@echo "open _build/student_src/_build/html/index.html"
 
@@ -86,7 +89,7 @@ book: setup
 notebooks: setup
 	cd book && for nb in *.ipynb; do ../$(BIN)/jupyter-execute --inplace --timeout=1800 "$$nb"; done
 	# the exercise stubs' expected "not implemented" errors are not stored (nbval still runs them)
-	$(BIN)/python -c "import sys; from prm_lib.classroom import clear_stub_outputs; [clear_stub_outputs(p) for p in sys.argv[1:]]" book/*.ipynb
+	$(BIN)/python tools/student_edition.py clear-stubs book/*.ipynb
 
 bench: setup
 	$(BIN)/python benchmarks/score_throughput.py

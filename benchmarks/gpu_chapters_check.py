@@ -44,6 +44,7 @@ def main() -> int:
     from prm_lib.search import beam_search, best_of_n
     from prm_lib.synthetic import generate
     from prm_lib.synthetic import problems as synthetic_problems
+    from prm_lib.train import test_set
     from prm_lib.verify import PRMVerifier, Selector, best_of_n_accuracy
     from prm_lib.aggregate import aggregate_many
     from prm_lib.zoo import course_preset, load_or_train, zoo_path
@@ -103,8 +104,7 @@ def main() -> int:
     @stage("scoring")  # chapters 5-6: score a test split, step metrics
     def _():
         prm, config = state["prm"], state["config"]
-        test = generate(50 if args.smoke else 400, seed=123, split="test", error_rate=config.error_rate,
-                        max_ops=config.max_ops, direct_rate=config.direct_rate)
+        test = test_set(config, n=50 if args.smoke else 400)  # chapter 5's test set (the first 50 with --smoke)
         t0 = time.perf_counter()
         probs = prm.score_batch([s.as_item() for s in test])
         seconds = time.perf_counter() - t0

@@ -6,7 +6,7 @@ Prints one JSON line. Not a test: run it on purpose, on a quiet machine.
     python benchmarks/score_throughput.py --backbone qwen2.5-0.5b-random --device cuda
 
 * seed: one solution per forward, the seed's text format, a Python loop with
-  ``.item()`` over every token to find "\\n" (``prm_lib.seed_baseline``).
+  ``.item()`` over every token to find "\\n" (``prm_lib.joined_text``).
 * score_batch: ``ProcessRewardModel.score_batch`` with its default batch policy.
 * bare: only the backbone's forward over exactly the tokens ``score_batch``
   encodes (no tokenization, no head, no gather), under several batchings; the
@@ -31,8 +31,8 @@ import torch
 
 from prm_lib.backbones import resolve_device
 from prm_lib.batching import BatchPolicy, collate, plan_batches
+from prm_lib.joined_text import joined_score
 from prm_lib.model import ProcessRewardModel
-from prm_lib.seed_baseline import seed_score
 from prm_lib.synthetic import generate
 
 
@@ -76,12 +76,12 @@ def main() -> None:
     repeats = args.repeats or (3 if device.type == "cuda" else 1)
     warm = items if device.type == "cuda" else items[:8]
     prm.score_batch(warm)
-    seed_score(prm, *items[0])
+    joined_score(prm, *items[0])
 
     def best(fn) -> float:
         return min(timed(fn, device) for _ in range(repeats))
 
-    seed_s = timed(lambda: [seed_score(prm, p, s) for p, s in items], device)  # slow: timed once
+    seed_s = timed(lambda: [joined_score(prm, p, s) for p, s in items], device)  # slow: timed once
     batch_s = best(lambda: prm.score_batch(items))
 
     implicit = device.type == "cuda"  # as ProcessRewardModel.forward decides

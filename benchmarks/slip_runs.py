@@ -5,13 +5,19 @@
 The ``cpu`` preset misses arithmetic slips (chapter 5: slip AUROC 0.61; the seed's
 ``9 × 2 = 16`` scores 0.82). These runs test the two cheapest explanations, at the
 preset's ten-minute budget, and are measured exactly as chapter 5 measures the preset
-(held-out test split, seed 123; per error kind: the first wrong step against every
+(``prm_lib.train.test_set``; per error kind: the first wrong step against every
 correct step), plus a times-table probe: all 121 facts ``a × b`` (a, b in 2-12), each
 once with its right product and once with a slip of -10, -2, -1, +1, +2 or +10 (for the
 smallest products a -10 slip is negative: an easy wrong result, the same for every run).
 
 Measured results: ``results/cpu_slip_runs.jsonl`` (RESULTS.md). Its F and G lines were
-written before the per-kind table gained the "inherited" row.
+written before the per-kind table gained the "inherited" row. All its lines were measured on
+the test set as it was then: test split, seed 123, but with the preset's ``error_rate`` (60% of
+solutions wrong) instead of ``test_set``'s half, which draws other solutions; a rerun gives other figures.
+
+``slip_curriculum`` (run G's data) keeps its own loop rather than calling ``synthetic.generate``:
+its seed-style problems repeat, with new results each time, and ``generate`` never writes a
+problem twice. Its share of slips alone is what ``generate``'s ``error_weights`` would give.
 
 * ``lm``: does the pretrained backbone know the arithmetic at all? Greedy answers of the
   whole SmolLM2-135M-Instruct (30 layers, its LM head) to 80 products, sums and differences.
@@ -41,7 +47,7 @@ from prm_lib import synthetic
 from prm_lib.data import PRMSample
 from prm_lib.metrics import auroc, auroc_by_error_kind, step_metrics
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import Trainer, TrainConfig, build_data
+from prm_lib.train import Trainer, TrainConfig, build_data, test_set
 from prm_lib.zoo import preset
 
 SEED_TEST_PROBLEMS = {"What is 9 × 2?", "What is 7 × 8?", "What is 12 / 4?", "What is 6 + 4?", "What is 15 / 3?"}
@@ -92,8 +98,7 @@ def freeze_first_layers(model: ProcessRewardModel, k: int) -> None:
 
 def measure(model: ProcessRewardModel, config: TrainConfig) -> dict[str, Any]:
     """Chapter 5's held-out measurements, the times-table probe and the seed's cases."""
-    test = synthetic.generate(400, seed=123, split="test", error_rate=config.error_rate, max_ops=config.max_ops,
-                              direct_rate=config.direct_rate)
+    test = test_set(config)
     probs = model.score_batch([s.as_item() for s in test])
     out: dict[str, Any] = {"test": step_metrics(probs, [s.targets for s in test])}
     out["auroc_by_kind"] = {k: round(v, 4) for k, v in auroc_by_error_kind(probs, test, synthetic.ERROR_KINDS).items()}

@@ -5,7 +5,7 @@
         --batch-size 128 --steps 30 --compile --variants tokens:24576   # GPU: tokens/s and MFU
 
 * seed: batch 1, an optimizer step per sample, the seed's per-token search for "\\n"
-  (``prm_lib.seed_baseline.seed_train_step``), on the same backbone.
+  (``prm_lib.joined_text.joined_train_step``), on the same backbone.
 * trainer: ``prm_lib.train.Trainer.train_step`` on the trainer's own length-bucketed batches
   (``--max-len``: only solutions of at most that many tokens, and with ``--compile`` all padded to it,
   the one-shape method measured before ``torch.compile`` took every shape at once).
@@ -33,8 +33,8 @@ import time
 import torch
 
 from prm_lib.backbones import resolve_device
+from prm_lib.joined_text import joined_train_step
 from prm_lib.model import ProcessRewardModel
-from prm_lib.seed_baseline import seed_train_step
 from prm_lib.train import Trainer, build_data, length_bucketed_batches, token_budget_batches
 from prm_lib.zoo import preset
 
@@ -95,11 +95,11 @@ def main() -> None:
     # --- the seed's loop: one sample per optimizer step -----------------------------------------
     seed_opt = torch.optim.AdamW([p for p in prm.parameters() if p.requires_grad], lr=config.lr)
     for s in train_set[:2]:
-        seed_train_step(prm, seed_opt, s.problem, s.steps, s.labels)
+        joined_train_step(prm, seed_opt, s.problem, s.steps, s.labels)
     sync(device)
     start, seed_tokens = time.perf_counter(), 0
     for s in train_set[2 : 2 + args.seed_steps]:
-        seed_tokens += seed_train_step(prm, seed_opt, s.problem, s.steps, s.labels)[1]
+        seed_tokens += joined_train_step(prm, seed_opt, s.problem, s.steps, s.labels)[1]
     sync(device)
     seed_s = time.perf_counter() - start
     del seed_opt

@@ -9,8 +9,10 @@ Modules mirror the chapters:
 * chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 8: ``search``;
 * appendix B: ``distributed`` (the trainer on accelerate: DDP or FSDP), ``memory`` (GPU memory per GPU),
   ``trl_interop`` (TRL 1.13's PRM trainer on exported data);
-* the classroom: ``exercises`` (checks for the code exercises), ``classroom`` (the student edition);
-* ``seed_baseline``: the seed tutorial's method, kept to measure where it fails; ``progress``.
+* the classroom: ``exercises`` (checks for the code exercises); the student edition is course tooling,
+  ``tools/student_edition.py`` in the repository;
+* ``joined_text``: the seed tutorial's method (steps joined into one text, searched for ``"\\n"``), kept to
+  measure where it fails; ``progress``.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Command line: ``python -m prm_lib {train,score,convert,eval,export,student-edition} ...``.
+"""Command line: ``python -m prm_lib {train,score,convert,eval,export} ...``.
 
 ``train --preset NAME --out DIR`` writes a checkpoint that ``ProcessRewardModel.load(DIR)``
 reads and a ``metrics.json``; every ``TrainConfig`` field can be overridden
@@ -199,28 +199,8 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_student(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("student-edition", help="write the book's student edition (no solutions) as a book source",
-                       description="Copy the book with every worked solution removed from the notebooks and exercise "
-                                   "stubs shown; build it with `jupyter-book build OUT`.")
-    p.add_argument("--root", default=".", help="the repository root (default: .)")
-    p.add_argument("--out", default="_build/student_src", help="where to write it (default: _build/student_src)")
-
-
-def _run_student(args: argparse.Namespace) -> int:
-    from .classroom import build_student_source, exercise_labels
-    import nbformat
-
-    out = build_student_source(args.root, args.out)
-    notebooks = sorted((out / "book").glob("*.ipynb"))
-    n = sum(len(exercise_labels(nbformat.read(nb, as_version=4))) for nb in notebooks)
-    print(json.dumps({"out": str(out), "notebooks": len(notebooks), "exercises": n}))
-    return 0
-
-
 COMMANDS = {"train": (_add_train, _run_train), "score": (_add_score, _run_score), "convert": (_add_convert, _run_convert),
-            "eval": (_add_eval, _run_eval), "export": (_add_export, _run_export),
-            "student-edition": (_add_student, _run_student)}
+            "eval": (_add_eval, _run_eval), "export": (_add_export, _run_export)}
 
 
 def build_parser() -> argparse.ArgumentParser:

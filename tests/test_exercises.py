@@ -4,6 +4,7 @@ solutions and every stub; reference solutions pass their checks, stubs and wrong
 import contextlib
 import io
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -12,11 +13,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from prm_lib.classroom import (SOLUTION_TAG, STUB_TAG, build_student_source, exercise_labels, solution_labels,
-                               student_notebook)
 from prm_lib.exercises import EXERCISES, ExerciseFailed, check
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))  # the student edition is course tooling, not part of prm_lib
+from student_edition import (SOLUTION_TAG, STUB_TAG, build_student_source, clear_stub_outputs,  # noqa: E402
+                             exercise_labels, main as student_edition_main, solution_labels, student_notebook)
+
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -192,8 +195,23 @@ def test_student_source_tree(tmp_path):
     for path in CHAPTERS:
         nb = read(out / "book" / path.name)
         assert exercise_labels(nb) and not solution_labels(nb)
+    # the book's local Sphinx extension travels with it, so the tree builds on its own
+    for folder in config["sphinx"]["local_extensions"].values():
+        assert sorted(p.name for p in (out / folder).glob("*.py")) == sorted(p.name for p in (ROOT / folder).glob("*.py"))
     with pytest.raises(ValueError, match="refusing"):
         build_student_source(ROOT, ROOT / "book" / "student")
+
+
+def test_student_edition_command_builds_and_clears_stubs(tmp_path, capsys):
+    assert student_edition_main(["build", "--root", str(ROOT), "--out", str(tmp_path / "student")]) == 0
+    assert '"exercises"' in capsys.readouterr().out
+    nb = read(CHAPTERS[0])
+    stub = cells_tagged(nb, STUB_TAG)[0]
+    stub.outputs = [nbformat.v4.new_output("error", ename="NotImplementedError", evalue="", traceback=[])]
+    nbformat.write(nb, tmp_path / "chapter.ipynb")
+    assert student_edition_main(["clear-stubs", str(tmp_path / "chapter.ipynb")]) == 0
+    assert all(not c.outputs for c in cells_tagged(read(tmp_path / "chapter.ipynb"), STUB_TAG))
+    assert clear_stub_outputs(tmp_path / "chapter.ipynb") == len(cells_tagged(nb, STUB_TAG))
 
 
 def test_malformed_solution_blocks_are_errors():

@@ -1,4 +1,8 @@
-"""The student edition: the same chapters with every worked solution taken out.
+"""The student edition: the same chapters with every worked solution taken out. Course tooling,
+not part of ``prm_lib``; run it from the repository root:
+
+    python tools/student_edition.py build --out _build/student_src   # make student-book
+    python tools/student_edition.py clear-stubs book/*.ipynb         # make notebooks, after executing
 
 One source, two editions. In the chapters, exercises follow one layout:
 
@@ -13,15 +17,21 @@ One source, two editions. In the chapters, exercises follow one layout:
 ``student_notebook`` deletes the solution cells from the notebook itself (hiding
 them in HTML is not enough: students download the ``.ipynb``), shows the stubs,
 and keeps every other output. ``build_student_source`` writes a book source tree
-(config, table of contents, chapters) that ``jupyter-book build`` renders without
-executing anything; ``python -m prm_lib student-edition`` runs it.
+(config, table of contents, chapters, the book's local Sphinx extensions) that
+``jupyter-book build`` renders without executing anything. ``clear_stub_outputs``
+drops the stubs' stored "not implemented" errors from executed chapters.
+
+Needs ``nbformat`` and ``pyyaml`` (both come with jupyter-book).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +131,14 @@ def build_student_source(root: str | Path = ".", out: str | Path = "_build/stude
     config.setdefault("html", {})["use_repository_button"] = False
     (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     shutil.copy(root / "_toc.yml", out / "_toc.yml")
+    # the book's own Sphinx extensions (sphinx.local_extensions: name -> folder relative to the config),
+    # copied to the same place so the student tree builds on its own
+    for folder in (config.get("sphinx", {}).get("local_extensions") or {}).values():
+        src = (root / folder).resolve()
+        if root not in src.parents:
+            raise ValueError(f"a local extension folder must lie inside the repository: {folder}")
+        shutil.copytree(src, out / src.relative_to(root), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     for path in sorted((root / "book").iterdir()):
         if path.suffix == ".ipynb":
             nbformat.write(student_notebook(nbformat.read(path, as_version=4)), out / "book" / path.name)
@@ -131,22 +149,31 @@ def build_student_source(root: str | Path = ".", out: str | Path = "_build/stude
     return out
 
 
-# -- a Sphinx extension for the book (listed in _config.yml's sphinx.extra_extensions) ----------
-def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
-    """Jupyter Book 1.0.4 with Sphinx 7.4 emits sphinx-thebe's and sphinx-togglebutton's inline
-    scripts twice per page; the second ``const THEBE_JS_URL`` is a JavaScript error on every page
-    (the browser test found it). Keep the first copy of each identical script."""
-    seen, kept = set(), []
-    for script in context.get("script_files", []):
-        # the copies differ only in filename None against "" (a body-only script either way)
-        key = (str(getattr(script, "filename", script) or ""),
-               tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
-        if key not in seen:
-            seen.add(key)
-            kept.append(script)
-    context["script_files"] = kept
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python tools/student_edition.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="write the book's student edition (no solutions) as a book source",
+                           description="Copy the book with every worked solution removed from the notebooks and "
+                                       "exercise stubs shown; build it with `jupyter-book build OUT`.")
+    build.add_argument("--root", default=".", help="the repository root (default: .)")
+    build.add_argument("--out", default="_build/student_src", help="where to write it (default: _build/student_src)")
+    clear = sub.add_parser("clear-stubs", help="drop the stored outputs of the exercise stubs of executed chapters")
+    clear.add_argument("notebooks", nargs="+", help="the chapters to clear in place (book/*.ipynb)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            out = build_student_source(args.root, args.out)
+            notebooks = sorted((out / "book").glob("*.ipynb"))
+            n = sum(len(exercise_labels(nbformat.read(nb, as_version=4))) for nb in notebooks)
+            print(json.dumps({"out": str(out), "notebooks": len(notebooks), "exercises": n}))
+        else:
+            print(json.dumps({"stubs_cleared": {p: clear_stub_outputs(p) for p in args.notebooks}}))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
-def setup(app: Any) -> dict[str, Any]:
-    app.connect("html-page-context", _drop_duplicate_scripts)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+if __name__ == "__main__":
+    sys.exit(main())

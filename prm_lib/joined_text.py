@@ -1,6 +1,8 @@
-"""The seed tutorial's method, re-implemented to measure where it goes wrong.
+"""The seed tutorial's method, re-implemented to measure where it goes wrong: the steps
+joined into one text, whose token ids are then searched for ``"\\n"``.
 
-Chapter 2 and the benchmarks use it; nothing else in prm_lib does. The seed
+Chapters 2 and 5 and the benchmarks use it; nothing else in prm_lib does (``steps`` is
+how prm_lib finds step ends). The seed
 (1) joined ``Problem: ...`` and ``Step i: ...`` lines into one string,
 (2) tokenized it, (3) walked the ids one by one in Python, calling ``.item()``
 on each, looking for the token id(s) of ``"\\n"``, and (4) added the last
@@ -22,14 +24,15 @@ import torch.nn.functional as F
 from .batching import Batch
 
 
-def seed_format(problem: str, steps: Sequence[str]) -> str:
+def joined_format(problem: str, steps: Sequence[str]) -> str:
     """The seed's text: a ``Problem:`` line, then ``Step i:`` lines, stripped."""
     lines = [f"Problem: {problem}"] + [f"Step {i + 1}: {s}" for i, s in enumerate(steps)]
     return "\n".join(lines).strip()
 
 
-def seed_find_step_positions(input_ids: torch.Tensor, tokenizer: Any, separator: str = "\n") -> list[int]:
-    """The seed's search: every token whose id is one of the separator's ids, plus the last token."""
+def find_newline_positions(input_ids: torch.Tensor, tokenizer: Any, separator: str = "\n") -> list[int]:
+    """The seed's search: every token whose id is one of the ids of ``separator`` (by default ``"\\n"``),
+    found one ``.item()`` at a time, plus the last token."""
     sep_ids = tokenizer.encode(separator, add_special_tokens=False)
     positions = []
     for i, token_id in enumerate(input_ids):
@@ -41,10 +44,10 @@ def seed_find_step_positions(input_ids: torch.Tensor, tokenizer: Any, separator:
     return positions
 
 
-def seed_batch(prm: Any, problem: str, steps: Sequence[str]) -> Batch:
+def joined_batch(prm: Any, problem: str, steps: Sequence[str]) -> Batch:
     """One solution as the seed fed it: its text format, its step search, batch size 1."""
-    ids = prm.tokenizer(seed_format(problem, steps), return_tensors="pt")["input_ids"][0]
-    positions = seed_find_step_positions(ids, prm.tokenizer)
+    ids = prm.tokenizer(joined_format(problem, steps), return_tensors="pt")["input_ids"][0]
+    positions = find_newline_positions(ids, prm.tokenizer)
     n = len(ids)
     return Batch(
         input_ids=ids[None].to(prm.device),
@@ -56,21 +59,21 @@ def seed_batch(prm: Any, problem: str, steps: Sequence[str]) -> Batch:
 
 
 @torch.inference_mode()
-def seed_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[float], list[int]]:
+def joined_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[float], list[int]]:
     """Score one solution the seed's way with ``prm``'s backbone and head: (probabilities, positions)."""
-    batch = seed_batch(prm, problem, steps)
+    batch = joined_batch(prm, problem, steps)
     positions = batch.step_positions[0].tolist()
     probs = torch.sigmoid(prm(batch))[0]
     return [p.item() for p in probs], positions
 
 
-def seed_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, steps: Sequence[str],
-                    labels: Sequence[int]) -> tuple[float, int]:
+def joined_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, steps: Sequence[str],
+                      labels: Sequence[int]) -> tuple[float, int]:
     """One step of the seed's training loop: one sample, the seed's step search, its loss (which
     silently keeps only the first ``min(#positions, #labels)`` labels), an optimizer step.
     Returns (loss, tokens)."""
     prm.train()
-    batch = seed_batch(prm, problem, steps)
+    batch = joined_batch(prm, problem, steps)
     scores = prm(batch)[0]
     targets = torch.tensor([(label + 1) / 2 for label in labels], device=prm.device, dtype=torch.float32)
     k = min(len(scores), len(targets))  # the seed's silent truncation
@@ -81,7 +84,7 @@ def seed_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, st
     return loss.item(), batch.input_ids.shape[1]
 
 
-def seed_training_targets(tokenizer: Any, problem: str, steps: Sequence[str], labels: Sequence[int]) -> list[int]:
+def joined_training_targets(tokenizer: Any, problem: str, steps: Sequence[str], labels: Sequence[int]) -> list[int]:
     """The labels the seed's loss actually used for a sample: the first min(#positions, #labels)."""
-    ids = tokenizer(seed_format(problem, steps), return_tensors="pt")["input_ids"][0]
-    return list(labels[: min(len(seed_find_step_positions(ids, tokenizer)), len(labels))])
+    ids = tokenizer(joined_format(problem, steps), return_tensors="pt")["input_ids"][0]
+    return list(labels[: min(len(find_newline_positions(ids, tokenizer)), len(labels))])
