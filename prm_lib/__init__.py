@@ -6,7 +6,8 @@ Modules mirror the chapters:
 * chapter 3: ``data`` (PRMSample and file formats), ``synthetic``, ``monte_carlo``, ``answers``;
 * chapter 4: ``loss``;
 * chapter 5: ``train``, ``metrics``, ``zoo`` (trained presets), ``cli`` (``python -m prm_lib``);
-* chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 8: ``search``;
+* chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 7: ``selection`` (best-of-N),
+  ``processbench`` (first-error evaluation); chapter 8: ``search``;
 * appendix B: ``distributed`` (the trainer on accelerate: DDP or FSDP), ``memory`` (GPU memory per GPU),
   ``trl_interop`` (TRL 1.13's PRM trainer on exported data);
 * the classroom: ``exercises`` (checks for the code exercises); the student edition is course tooling,

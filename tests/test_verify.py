@@ -1,61 +1,20 @@
-"""Verification: selectors, best-of-N curves, bootstrap, the verifier, first-error F1 and the eval CLI."""
+"""Verification: final answers, first-error F1 and calibration by hand, the verifier, its padded step scores
+and its grid of problems × candidates. (Selection: test_selection.py; ProcessBench and ``eval``:
+test_processbench.py.)"""
 
-import json
-from pathlib import Path
-from types import SimpleNamespace
-
-import numpy as np
 import pytest
+import torch
 
+from prm_lib.aggregate import aggregate, aggregate_many
 from prm_lib.answers import extract_final_answer
-from prm_lib.cli import main as cli
 from prm_lib.metrics import calibration_bins, first_error_scores, fit_threshold, predicted_first_error, predicted_first_errors
-from prm_lib.verify import (PRMVerifier, Selector, best_of_n_accuracy, bootstrap_gap, evaluate_processbench,
-                            majority_vote, pass_at_n, select_best, weighted_vote)
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from prm_lib.verify import PRMVerifier
 
 
 @pytest.mark.parametrize("text", ["12", "12.0", "$12$", "The answer is 12.", "So the answer is: $12$.", "\\boxed{12}",
                                   "Thus 3 × 4 = 12.", "the answer is 12.00"])
 def test_messy_final_answers_normalise_alike(text):
     assert extract_final_answer([text]) == "12"
-
-
-def test_selectors_by_hand():
-    answers = ["5", "7", "7", None, "5", "5"]
-    scores = [0.9, 0.8, 0.8, 0.99, 0.1, 0.1]
-    assert majority_vote(answers) == "5"  # 3 votes against 2
-    assert select_best(scores, answers) is None  # the top candidate gave no answer
-    assert select_best(scores[:3], answers[:3]) == "5"
-    assert weighted_vote(scores, answers) == "7"  # 1.6 against 1.1
-    assert pass_at_n(answers, 7) and not pass_at_n(answers, 6)
-    assert majority_vote(["3", "4"]) == "3" and weighted_vote([0.5, 0.5], ["4", "3"]) == "4"  # ties: first seen
-    with pytest.raises(ValueError, match="2 scores for 3 answers"):
-        select_best([0.1, 0.2], ["1", "2", "3"])
-
-
-def test_best_of_n_curves_by_hand():
-    # problem 0: gold 4; only candidate 2 is right, and the scores point at it
-    answers = [["3", "3", "4", "5"]]
-    sel = {"prm": Selector("best", [[0.1, 0.2, 0.9, 0.3]]), "maj": Selector("majority"), "pass": Selector("pass"),
-           "anti": Selector("best", [[0.9, 0.9, 0.0, 0.9]])}
-    acc = best_of_n_accuracy(answers, [4], sel, ns=[1, 4], trials=400, seed=0)
-    assert acc["prm"][0, 1] == 1.0 and acc["maj"][0, 1] == 0.0 and acc["pass"][0, 1] == 1.0 and acc["anti"][0, 1] == 0.0
-    assert acc["prm"][0, 0] == pytest.approx(0.25, abs=0.06)  # N=1 is one random candidate, whoever picks
-    assert acc["prm"][0, 0] == acc["maj"][0, 0] == acc["pass"][0, 0]  # the same draws for every method
-    with pytest.raises(ValueError, match="N=5 but problem 0 has 4 candidates"):
-        best_of_n_accuracy(answers, [4], sel, ns=[5])
-    with pytest.raises(ValueError, match="prm: problem 0 has 3 scores for 4 candidates"):
-        best_of_n_accuracy(answers, [4], {"prm": Selector("best", [[0.1, 0.2, 0.3]])}, ns=[1])
-
-
-def test_bootstrap_gap():
-    a, b = np.ones(100), np.r_[np.ones(80), np.zeros(20)]
-    gap = bootstrap_gap(a, b, seed=1)
-    assert gap["gap"] == pytest.approx(0.2) and gap["low"] < 0.2 < gap["high"] and gap["low"] > 0.1
-    same = bootstrap_gap(a, a)
-    assert same["gap"] == same["low"] == same["high"] == 0.0
 
 
 def test_first_error_f1_by_hand():
@@ -107,82 +66,85 @@ def test_verifier_ranks_and_dedups(tiny_prm):
         PRMVerifier(tiny_prm, "median")
 
 
-def test_evaluate_long_competition_prose_matches_direct_scoring(tiny_prm):
-    path = FIXTURES / "processbench_long.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert max(len(r["steps"]) for r in records) >= 20
-    result = evaluate_processbench(tiny_prm, str(path), threshold=0.5)
-    probs = tiny_prm.score_batch([(r["problem"], r["steps"]) for r in records])
-    expected = first_error_scores(probs, [r["label"] for r in records], 0.5)
-    assert result["n"] == 5 and result["n_skipped"] == 0 and result["threshold_fitted_on"] is None
-    for key in ("f1", "acc_erroneous", "acc_correct"):
-        assert result[key] == pytest.approx(expected[key])
+ITEMS = [("What is 2 + 3?", ["2 + 3 = 5.", "The answer is 5."]),
+         ("What is 7 × 8?", ["I need to multiply 7 by 8.", "7 × 8 = 54.", "Wait: 7 × 8 = 56.", "The answer is 56."]),
+         ("P?", ["Only one step, the answer is 1."])]
 
 
-def test_eval_cli_counts_and_names_what_it_cannot_score(tmp_path, capsys, tiny_prm):
-    ckpt = tmp_path / "ckpt"
-    tiny_prm.save(ckpt)
-    assert cli(["eval", "--checkpoint", str(ckpt), "--data", str(FIXTURES / "processbench_bad.jsonl")]) == 0
-    captured = capsys.readouterr()
-    out = json.loads(captured.out)
-    assert out["n"] == 2 and out["n_records"] == 7 and out["n_skipped"] == 5
-    assert {"f1", "acc_erroneous", "acc_correct", "threshold", "n"} <= out.keys()
-    reasons = " | ".join(s["reason"] for s in out["skipped"])
-    for needle in ("label 3 is not -1 or a step index below 1", "empty or whitespace-only", "separator",
-                   "missing field 'steps'", "not valid JSON"):
-        assert needle in reasons, needle
-    assert [s["where"].rsplit(":", 1)[1] for s in out["skipped"]] == ["2", "3", "4", "5", "6"]
-    assert "5 of 7 records could not be scored" in captured.err
-    assert out["threshold_fitted_on"].endswith("processbench_bad.jsonl")
+def test_padded_step_scores_are_the_lists(tiny_prm):
+    steps = tiny_prm.score_batch(ITEMS, padded=True)
+    assert steps.probs.shape == steps.mask.shape == (3, 4) and steps.probs.dtype == torch.float64
+    assert steps.mask.sum(dim=1).tolist() == [2, 4, 1] and torch.isnan(steps.probs[~steps.mask]).all()
+    assert steps.rows() == tiny_prm.score_batch(ITEMS)  # one path: the lists are the tensor's rows
+    for row, (problem, sol) in zip(steps.rows(), ITEMS):  # and they are each solution's own scores
+        assert row == pytest.approx(tiny_prm.score(problem, sol), abs=1e-6)
+    for how in ("min", "last", "prod", "weighted_mean"):
+        assert aggregate(*steps, how).tolist() == aggregate_many(steps.rows(), how), how
+    steps.probs[0, 0] = 0.5  # ordinary tensors, not inference-mode ones: the caller may change them
 
 
-def test_eval_cli_fixed_threshold_and_over_long_records(tmp_path, capsys):
+def test_padded_step_scores_of_a_cut_solution_keep_its_nan_inside_the_mask():
     from prm_lib.model import ProcessRewardModel
 
-    short = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", max_length=128)
-    ckpt = tmp_path / "short"
-    short.save(ckpt)
-    assert cli(["eval", "--checkpoint", str(ckpt), "--data", str(FIXTURES / "processbench_long.jsonl"), "--threshold", "0.4"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["threshold"] == 0.4 and out["n"] == 2 and out["n_skipped"] == 3
-    assert all("longer than the model's max_length (128 tokens)" in s["reason"] for s in out["skipped"])
-    assert cli(["eval", "--checkpoint", str(ckpt), "--data", str(FIXTURES / "processbench_long.jsonl"), "--threshold", "1.5"]) == 2
-    assert "not a probability" in capsys.readouterr().err
+    short = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", max_length=40)
+    long = ("What is 1 + 1?", [f"Step {i}: 1 + 1 = 2, and this step is written out at some length." for i in range(6)])
+    with pytest.warns(UserWarning):
+        steps = short.score_batch([long, ITEMS[0]], padded=True)
+    assert steps.mask.sum(dim=1).tolist() == [6, 2]
+    cut = torch.isnan(steps.probs[0])
+    assert cut.any() and not cut[0] and cut[-1]  # cut from the end, whole steps
+    with pytest.raises(ValueError, match="NaN"):
+        aggregate(*steps, "min")  # as aggregate_many refuses the lists
 
 
-class ScriptedPRM:
-    """Stands in for a loaded checkpoint: each step's P(correct) is written in the step ("... p=0.8.")."""
-
-    separator, max_length, objective = "\n\n", 10**6, "prm"
-
-    def encode(self, items):
-        return [SimpleNamespace(truncated=False, n_scored=len(steps), n_steps=len(steps), steps=steps)
-                for _, steps in items]
-
-    def score_encoded(self, encoded, progress=False):
-        return [[float(step.rsplit("p=", 1)[1].rstrip(".")) for step in e.steps] for e in encoded]
+def test_verifier_step_scores_spread_duplicates_back(tiny_prm):
+    v = PRMVerifier(tiny_prm)
+    items = [ITEMS[1], ITEMS[0], ITEMS[1], ITEMS[2], ITEMS[0]]
+    steps = v.step_scores(items)
+    assert steps.probs.shape == (5, 4)
+    assert torch.equal(steps.mask.sum(dim=1), torch.tensor([4, 2, 4, 1, 2]))
+    assert v.step_probabilities(items) == steps.rows() == [tiny_prm.score_batch(ITEMS)[i] for i in (1, 0, 1, 2, 0)]
+    assert v.solution_scores(steps).tolist() == aggregate_many(steps.rows(), "min")
+    assert v.step_scores([]).probs.shape == (0, 0) and v.score_solutions([]) == []
 
 
-def test_eval_cli_fits_the_threshold_on_fit_data_and_applies_it_to_data(tmp_path, capsys, monkeypatch):
+def test_score_grid_shapes_dedup_and_re_aggregation(tiny_prm):
+    calls = []
+    real = tiny_prm.score_batch
+
+    def counting(items, **kw):
+        calls.append(len(items))
+        return real(items, **kw)
+
+    a, b, c = ["1 + 1 = 2.", "The answer is 2."], ["1 + 1 = 3.", "The answer is 3."], ["The answer is 2."]
+    problems = ["What is 1 + 1?", "What is 2 + 0?"]
+    candidates = [[a, b, a], [a, c, c]]  # a repeats within and across problems, but not as the same (problem, steps)
+    v = PRMVerifier(tiny_prm, "min")
+    tiny_prm.score_batch = counting
+    try:
+        grid = v.score_grid(problems, candidates)
+    finally:
+        del tiny_prm.score_batch
+    assert calls == [4]  # 6 candidates, 4 distinct (problem, steps) pairs, one batched call
+    assert grid.scores.shape == (2, 3) and grid.answers == [["2", "3", "2"], ["2", "2", "2"]]
+    assert grid.steps.probs.shape[0] == 6
+    by_hand = [[s.score for s in v.score_solutions([(p, sol) for sol in cands])] for p, cands in zip(problems, candidates)]
+    assert grid.scores.tolist() == by_hand
+    assert grid.scores[0, 0] == grid.scores[0, 2] and grid.scores[1, 1] == grid.scores[1, 2]
+    assert grid.aggregate("last").tolist() == PRMVerifier(tiny_prm, "last").score_grid(problems, candidates).scores.tolist()
+    assert grid.aggregate("min").tolist() == grid.scores.tolist()
+    with pytest.raises(ValueError, match="same number of candidates"):
+        v.score_grid(problems, [[a, b], [a]])
+    with pytest.raises(ValueError, match="2 problems but candidates for 1"):
+        v.score_grid(problems, [[a]])
+    assert v.score_grid([], []).scores.shape == (0, 0)
+
+
+def test_an_orm_grid_refuses_another_aggregation():
     from prm_lib.model import ProcessRewardModel
 
-    monkeypatch.setattr(ProcessRewardModel, "load", classmethod(lambda cls, *args, **kwargs: ScriptedPRM()))
-
-    def write(name, rows):
-        path = tmp_path / name
-        path.write_text("".join(json.dumps({"problem": "P?", "steps": [f"Step p={p}." for p in probs], "label": label})
-                                + "\n" for probs, label in rows))
-        return str(path)
-
-    # the fit file's best threshold lies in (0.75, 0.85]; the evaluated file's in (0.2, 0.35]
-    fit = write("fit.jsonl", [([0.9, 0.85], -1), ([0.9, 0.75], 1)])
-    data = write("data.jsonl", [([0.4, 0.35], -1), ([0.4, 0.2], 1)])
-    assert cli(["eval", "--checkpoint", str(tmp_path), "--data", data, "--fit-data", fit]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["threshold_fitted_on"] == fit and out["n_skipped_fit"] == 0 and out["n"] == 2
-    assert 0.75 < out["threshold"] <= 0.85
-    # applied to the evaluated file, that threshold flags both solutions at their first step
-    assert (out["acc_erroneous"], out["acc_correct"], out["f1"]) == (0.0, 0.0, 0.0)
-    assert cli(["eval", "--checkpoint", str(tmp_path), "--data", data]) == 0  # fitted on the file itself
-    own = json.loads(capsys.readouterr().out)
-    assert own["threshold_fitted_on"] == data and 0.2 < own["threshold"] <= 0.35 and own["f1"] == 1.0
+    orm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", objective="orm")
+    grid = PRMVerifier(orm).score_grid(["What is 2 + 3?"], [[ITEMS[0][1], ["The answer is 6."]]])
+    assert grid.scores.shape == (1, 2) and grid.aggregate("last").tolist() == grid.scores.tolist()
+    with pytest.raises(ValueError, match="ORM"):
+        grid.aggregate("min")
