@@ -6,7 +6,7 @@
 What chapters 5-8 do, in their order, with the model they would load (``course_preset``, here with a
 short training: ``--max-steps``): train the PRM and the ORM (``load_or_train``), load them back from the
 zoo's cache, score a test split and compute the step metrics (chapters 5-6), rank and verify candidates
-and pick among N (chapter 7: ``PRMVerifier``, the ORM with "last", ``best_of_n_accuracy``), and run
+and pick among N (chapter 7: ``PRMVerifier.score_grid``, the ORM with "last", ``best_of_n_accuracy``), and run
 PRM-guided beam search and best-of-N (chapter 8). The backbone on the device is random-init (no model
 hub there), so the figures say that the path runs, not what the model learns. Each stage is timed;
 a stage that fails is recorded with its error and the others still run; the exit status is 1 if any failed.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -42,11 +41,11 @@ def main() -> int:
     from prm_lib.metrics import step_metrics
     from prm_lib.monte_carlo import SimulatedPolicy
     from prm_lib.search import beam_search, best_of_n
+    from prm_lib.selection import Selector, best_of_n_accuracy
     from prm_lib.synthetic import generate
     from prm_lib.synthetic import problems as synthetic_problems
     from prm_lib.train import test_set
-    from prm_lib.verify import PRMVerifier, Selector, best_of_n_accuracy
-    from prm_lib.aggregate import aggregate_many
+    from prm_lib.verify import PRMVerifier
     from prm_lib.zoo import course_preset, load_or_train, zoo_path
 
     steps = 4 if args.smoke else args.max_steps
@@ -123,22 +122,19 @@ def main() -> int:
         policy = SimulatedPolicy(step_error_rate=0.15, misread_rate=0.8, seed=7)
         candidates = [policy.sample(p.text, n_max) for p in bon]
         ranked = PRMVerifier(prm, "min").rank_solutions(bon[0].text, candidates[0])
-        items = [(p.text, c) for p, cands in zip(bon, candidates) for c in cands]
-        prm_probs = PRMVerifier(prm).step_probabilities(items)
-        orm_probs = PRMVerifier(orm, "last").step_probabilities(items)
+        texts = [p.text for p in bon]
+        prm_grid = PRMVerifier(prm).score_grid(texts, candidates)
+        orm_grid = PRMVerifier(orm, "last").score_grid(texts, candidates)
         answers = [[extract_final_answer(c) for c in cands] for cands in candidates]
+        if prm_grid.answers != answers or prm_grid.scores.shape != (n_problems, n_max):
+            raise AssertionError("score_grid's answers or shape differ from the candidates'")
         gold = [p.answer for p in bon]
-
-        def per(flat):
-            return [flat[i * n_max:(i + 1) * n_max] for i in range(n_problems)]
-
-        selectors = {"PRM best (min)": Selector("best", per(aggregate_many(prm_probs, "min"))),
-                     "ORM best": Selector("best", per(aggregate_many(orm_probs, "last"))),
+        selectors = {"PRM best (min)": Selector("best", prm_grid.scores), "ORM best": Selector("best", orm_grid.scores),
                      "majority vote": Selector("majority"), "pass@N": Selector("pass")}
         acc = best_of_n_accuracy(answers, gold, selectors, [1, n_max], trials=4, seed=0)
-        if any(math.isnan(p) for row in prm_probs + orm_probs for p in row):
+        if any(grid.steps.probs[grid.steps.mask].isnan().any() for grid in (prm_grid, orm_grid)):
             raise AssertionError("NaN step probability")
-        return {"n_candidates": len(items), "top_ranked_score": round(ranked[0].score, 4),
+        return {"n_candidates": prm_grid.scores.size, "top_ranked_score": round(ranked[0].score, 4),
                 "accuracy_at_n": {k: round(float(v[:, 1].mean()), 3) for k, v in acc.items()}}
 
     @stage("search")  # chapter 8: PRM-guided beam search and best-of-N at the same budget
