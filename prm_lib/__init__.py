@@ -3,9 +3,10 @@
 Modules mirror the chapters:
 
 * chapter 2: ``steps`` (where steps end), ``batching``, ``backbones``, ``model`` (the PRM);
-* chapter 3: ``data`` (PRMSample and file formats), ``synthetic``, ``monte_carlo``, ``answers``;
-* chapter 4: ``loss``;
-* chapter 5: ``train``, ``metrics``, ``zoo`` (trained presets), ``cli`` (``python -m prm_lib``);
+* chapter 3: ``data`` (PRMSample and file formats), ``synthetic``, ``policies``, ``monte_carlo``, ``answers``;
+* chapter 4: ``loss``, ``ablation`` (the loss variants trained and measured);
+* chapter 5: ``train``, ``objectives`` (PRM or ORM), ``surprise``, ``probe``, ``metrics``, ``zoo`` (trained
+  presets), ``cli`` (``python -m prm_lib``);
 * chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 7: ``selection`` (best-of-N),
   ``processbench`` (first-error evaluation); chapter 8: ``search``;
 * appendix B: ``distributed`` (the trainer on accelerate: DDP or FSDP), ``memory`` (GPU memory per GPU),

@@ -7,7 +7,8 @@ others only in its loss settings, ``load_or_train`` (the zoo) trains each at mos
 and ``evaluate`` reads every model on the same validation and test sets
 (``train.test_set``) with the measures the later chapters use:
 
-* step AUROC over every step (chapter 5);
+* step AUROC over every step (chapter 5), and over the steps up to each solution's first error only
+  (the steps that first-error labels such as PRM800K's and ProcessBench's mark);
 * first-error F1 with the threshold fitted on validation (chapter 7, ProcessBench's metric);
 * solution AUROC against "every step right", folding the steps with ``min`` and with
   ``last`` (chapter 6).
@@ -33,7 +34,7 @@ from .zoo import load_or_train, preset
 ABLATION_BASE = dataclasses.replace(preset("cpu"), max_steps=280, eval_every=140)
 
 # name -> TrainConfig loss settings. pos_weight 0.5: about the ratio of incorrect to correct steps in the
-# base config's training data (chapter 4 computes it).
+# base config's training data (chapter 4 prints it: 0.50).
 LOSS_VARIANTS: dict[str, dict[str, Any]] = {
     "BCE": {},
     "pos_weight 0.5": {"pos_weight": 0.5},
@@ -42,7 +43,7 @@ LOSS_VARIANTS: dict[str, dict[str, Any]] = {
     "BCE + 0.5 ranking": {"ranking_weight": 0.5},
 }
 
-MEASURES = ("step_auroc", "first_error_f1", "solution_auroc_min", "solution_auroc_last")
+MEASURES = ("step_auroc", "step_auroc_to_first_error", "first_error_f1", "solution_auroc_min", "solution_auroc_last")
 
 
 def variant_config(variant: str, base: TrainConfig = ABLATION_BASE) -> tuple[str, TrainConfig]:
@@ -54,7 +55,7 @@ def variant_config(variant: str, base: TrainConfig = ABLATION_BASE) -> tuple[str
 
 
 def evaluate(model: Any, test: Sequence[Any], validation: Sequence[Any]) -> dict[str, Any]:
-    """The four measures of one model on ``test``, with the first-error threshold fitted on ``validation``,
+    """The measures of one model on ``test``, with the first-error threshold fitted on ``validation``,
     and what ``gap_to`` needs to resample them (``per_solution``)."""
     fit = fit_threshold(model.score_batch([s.as_item() for s in validation]), [s.first_error for s in validation])
     per_solution = _per_solution(model.score_batch([s.as_item() for s in test]), test, fit["threshold"])
@@ -67,8 +68,9 @@ def _per_solution(probs: Sequence[Sequence[float]], test: Sequence[Any], thresho
     if unscored:
         raise ValueError(f"{unscored} test steps were not scored (longer than the model's max_length)")
     truth = np.array([s.first_error for s in test])
+    to_first_error = [i <= s.first_error or s.first_error < 0 for s in test for i in range(len(s.steps))]
     return {
-        "step_probs": p, "step_targets": t,
+        "step_probs": p, "step_targets": t, "to_first_error": np.array(to_first_error),
         "step_offsets": np.concatenate([[0], np.cumsum([len(x) for x in probs])]),
         "first_error_hit": predicted_first_errors(probs, [threshold])[:, 0] == truth,
         "erroneous": truth >= 0,
@@ -78,13 +80,15 @@ def _per_solution(probs: Sequence[Sequence[float]], test: Sequence[Any], thresho
 
 
 def _measures(d: dict[str, Any], idx: np.ndarray) -> dict[str, float]:
-    """The four measures on the test solutions ``idx`` (a bootstrap resample, or all of them)."""
+    """The measures on the test solutions ``idx`` (a bootstrap resample, or all of them)."""
     off = d["step_offsets"]
     steps = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx])
+    first = steps[d["to_first_error"][steps]]
     hit, erroneous = d["first_error_hit"][idx], d["erroneous"][idx]
     acc_err, acc_ok = hit[erroneous].mean(), hit[~erroneous].mean()
     return {
         "step_auroc": auroc(d["step_probs"][steps], d["step_targets"][steps]),
+        "step_auroc_to_first_error": auroc(d["step_probs"][first], d["step_targets"][first]),
         "first_error_f1": float(2 * acc_err * acc_ok / (acc_err + acc_ok)) if acc_err + acc_ok > 0 else 0.0,
         "solution_auroc_min": auroc(d["min"][idx], d["every_step_right"][idx]),
         "solution_auroc_last": auroc(d["last"][idx], d["every_step_right"][idx]),

@@ -39,6 +39,7 @@ def evaluate_processbench(
                          "read at its last step): first-error F1 needs a trained score for every step, which it "
                          "does not have. Evaluate a PRM checkpoint instead, or compare the ORM on whole solutions "
                          "(PRMVerifier(orm, 'last'), best-of-N; chapter 7)")
+
     def scored(file: str) -> tuple[list[list[float]], list[int], list[dict[str, str]], int]:
         skipped: list[tuple[str, str]] = []
         samples = read_processbench(file, skipped=skipped)

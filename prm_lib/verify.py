@@ -15,14 +15,15 @@ Best-of-N selection and its statistics live in ``prm_lib.selection`` and Process
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .aggregate import AGGREGATIONS, StepScores, aggregate, pad_scores
-from .answers import extract_final_answer
+from .aggregate import AGGREGATIONS, StepScores, aggregate, aggregate_many, pad_scores  # noqa: F401 (aggregate_many: as before)
+from .answers import extract_final_answer, normalize_answer  # noqa: F401 (normalize_answer: importable here as before)
 from .objectives import objective_of
 from .processbench import evaluate_processbench
 from .selection import (SELECTORS, Selector, best_of_n_accuracy, bootstrap_gap, majority_vote, pass_at_n, select,
@@ -97,7 +98,11 @@ class PRMVerifier:
         unique = list(dict.fromkeys(keys))
         if not unique:
             return StepScores(torch.zeros(0, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.bool))
-        scored = self.prm.score_batch([(p, list(s)) for p, s in unique], progress=progress, padded=True)
+        batch = [(p, list(s)) for p, s in unique]
+        if "padded" in inspect.signature(self.prm.score_batch).parameters:
+            scored = self.prm.score_batch(batch, progress=progress, padded=True)
+        else:  # any model with the list-of-lists score_batch still plugs in
+            scored = pad_scores(self.prm.score_batch(batch, progress=progress))
         where = {k: i for i, k in enumerate(unique)}
         return scored.take([where[k] for k in keys])
 

@@ -47,6 +47,10 @@ def test_measures_are_the_metrics_modules(two_variants):
     d = r["per_solution"]
     probs = [d["step_probs"][d["step_offsets"][i]:d["step_offsets"][i + 1]].tolist() for i in range(len(test))]
     assert r["step_auroc"] == pytest.approx(step_metrics(probs, [s.targets for s in test])["step_auroc"])
+    cut = [(p[: s.first_error + 1], s.targets[: s.first_error + 1]) if s.first_error >= 0 else (p, s.targets)
+           for p, s in zip(probs, test)]
+    assert r["step_auroc_to_first_error"] == pytest.approx(step_metrics(*zip(*cut))["step_auroc"])
+    assert r["step_auroc_to_first_error"] != r["step_auroc"]
     f1 = first_error_scores(probs, [s.first_error for s in test], r["threshold"])["f1"]
     assert r["first_error_f1"] == pytest.approx(f1)
     right = [int(s.is_correct) for s in test]

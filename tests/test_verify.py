@@ -148,3 +148,18 @@ def test_an_orm_grid_refuses_another_aggregation():
     assert grid.scores.shape == (1, 2) and grid.aggregate("last").tolist() == grid.scores.tolist()
     with pytest.raises(ValueError, match="ORM"):
         grid.aggregate("min")
+
+
+def test_a_model_with_only_the_list_score_batch_still_plugs_into_the_verifier():
+    class Lists:
+        objective = "prm"
+
+        def score_batch(self, items, progress=False):
+            return [[0.9] * (len(steps) - 1) + [0.2 if "7" in steps[-1] else 0.8] for _, steps in items]
+
+    verifier = PRMVerifier(Lists())
+    scored = verifier.score_solutions([("p", ["a", "The answer is 7."]), ("p", ["a", "b", "The answer is 8."])])
+    assert [s.score for s in scored] == pytest.approx([0.2, 0.8])
+    grid = verifier.score_grid(["p"], [[["a", "The answer is 7."], ["The answer is 8."]]])
+    assert grid.scores.shape == (1, 2) and grid.scores[0].tolist() == pytest.approx([0.2, 0.8])
+    assert grid.answers == [["7", "8"]]
