@@ -20,7 +20,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS=1
 export TOKENIZERS_PARALLELISM=false
 export PYTHONHASHSEED=0
 
-.PHONY: setup test unit nbval robustness book book-check student-book browser browser-deps notebooks bench clean
+.PHONY: setup test models unit nbval robustness book book-check student-book browser browser-deps notebooks bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -39,6 +39,11 @@ unit: setup
 # nbval's default of 2000 s per cell on a slow or shared CPU, hence the longer limit.
 nbval: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 -p no:cacheprovider book -q
+
+# The course's models (chapter 5's PRM, chapter 7's ORM, chapter 4's five loss variants), trained once into the
+# cache, a line per model; later runs load them.
+models: setup
+	$(BIN)/python -c '$(TRAIN_COURSE_MODELS)'
 
 # For authors, before recording chapters: nbval against the course's models retrained two other ways,
 # with another training seed and with one CPU thread (each trains once, then is cached apart from

@@ -44,7 +44,7 @@ def main() -> int:
     from prm_lib.selection import Selector, best_of_n_accuracy
     from prm_lib.synthetic import generate
     from prm_lib.synthetic import problems as synthetic_problems
-    from prm_lib.train import test_set
+    from prm_lib.training_data import test_set
     from prm_lib.verify import PRMVerifier
     from prm_lib.zoo import course_preset, load_or_train, zoo_path
 
@@ -74,7 +74,7 @@ def main() -> int:
     @stage("train_prm")  # chapter 5: load_or_train(*course_preset())
     def _():
         name, config = course_preset()
-        config = dataclasses.replace(config, **overrides)
+        config = config.replace(**overrides)
         prm, metrics = load_or_train(name, config, progress=False)
         state.update(prm=prm, config=config, name=name)
         return {"preset": name, "zoo_entry": zoo_path(name, config).name, "device": str(prm.device),
@@ -85,7 +85,7 @@ def main() -> int:
     @stage("train_orm")  # chapter 7: load_or_train(*course_preset("orm"))
     def _():
         name, config = course_preset("orm")
-        orm, metrics = load_or_train(name, dataclasses.replace(config, **overrides), progress=False)
+        orm, metrics = load_or_train(name, config.replace(**overrides), progress=False)
         state["orm"] = orm
         return {"preset": name, "train_seconds": metrics["train_seconds"], "final": metrics["final"]}
 
@@ -93,7 +93,7 @@ def main() -> int:
     def _():
         prm, config, name = state["prm"], state["config"], state["name"]
         again, _ = load_or_train(name, config, progress=False)
-        items = [s.as_item() for s in generate(32, seed=5, split="test", max_ops=config.max_ops)]
+        items = [s.as_item() for s in generate(32, seed=5, split="test", max_ops=config.data.max_ops)]
         a, b = prm.score_batch(items), again.score_batch(items)
         diff = max(abs(x - y) for r, t in zip(a, b) for x, y in zip(r, t))
         if diff > 1e-2:
@@ -117,8 +117,8 @@ def main() -> int:
     def _():
         prm, orm, config = state["prm"], state["orm"], state["config"]
         n_problems, n_max = (6, 4) if args.smoke else (50, 16)
-        bon = synthetic_problems(n_problems, seed=2024, split="test", max_ops=config.max_ops,
-                                 direct_rate=config.direct_rate)
+        bon = synthetic_problems(n_problems, seed=2024, split="test", max_ops=config.data.max_ops,
+                                 direct_rate=config.data.direct_rate)
         policy = SimulatedPolicy(step_error_rate=0.15, misread_rate=0.8, seed=7)
         candidates = [policy.sample(p.text, n_max) for p in bon]
         ranked = PRMVerifier(prm, "min").rank_solutions(bon[0].text, candidates[0])
@@ -145,8 +145,8 @@ def main() -> int:
         def count_tokens(step: str) -> int:
             return len(prm.tokenizer(step, add_special_tokens=False)["input_ids"])
 
-        problems = synthetic_problems(4 if args.smoke else 20, seed=8, split="test", max_ops=config.max_ops,
-                                      direct_rate=config.direct_rate)
+        problems = synthetic_problems(4 if args.smoke else 20, seed=8, split="test", max_ops=config.data.max_ops,
+                                      direct_rate=config.data.direct_rate)
         gold = [str(p.answer) for p in problems]
         runs = {}
         for n in (4, 8):

@@ -47,7 +47,8 @@ from prm_lib import synthetic
 from prm_lib.data import PRMSample
 from prm_lib.metrics import auroc, auroc_by_error_kind, step_metrics
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import Trainer, TrainConfig, build_data, test_set
+from prm_lib.train import Trainer, TrainConfig
+from prm_lib.training_data import build_data, test_set
 from prm_lib.zoo import preset
 
 SEED_TEST_PROBLEMS = {"What is 9 × 2?", "What is 7 × 8?", "What is 12 / 4?", "What is 6 + 4?", "What is 15 / 3?"}
@@ -77,16 +78,16 @@ def slip_curriculum(n: int, seed: int, split: str, config: TrainConfig, slip_sha
     others = [k for k in synthetic.ERROR_KINDS if k != "arithmetic_slip"]
     out: list[PRMSample] = []
     while len(out) < n:
-        if rng.random() < config.direct_rate:
+        if rng.random() < config.data.direct_rate:
             problem = synthetic.random_direct_problem(rng)
         else:
-            problem = synthetic.random_problem(rng, max_ops=config.max_ops)
+            problem = synthetic.random_problem(rng, max_ops=config.data.max_ops)
         if problem.split != split or problem.text in SEED_TEST_PROBLEMS:
             continue
         error = None
-        if rng.random() < config.error_rate:
+        if rng.random() < config.data.error_rate:
             error = "arithmetic_slip" if rng.random() < slip_share else rng.choice(others)
-        correct_after = error in ("arithmetic_slip", "wrong_number") and rng.random() < config.correction_rate
+        correct_after = error in ("arithmetic_slip", "wrong_number") and rng.random() < config.data.correction_rate
         out.append(synthetic.solve(problem, rng, error, correct_after))
     return out
 
@@ -133,12 +134,12 @@ RUNS: dict[str, tuple[dict[str, Any], str, int]] = {
 def run_training(name: str) -> dict[str, Any]:
     base = preset("cpu")
     changes, data, frozen = RUNS[name]
-    config = dataclasses.replace(base, **changes)
+    config = base.replace(**changes)
     if data == "preset":
         train, val = build_data(config)
     else:
-        train = slip_curriculum(config.n_train, config.data_seed, "train", config)
-        val = slip_curriculum(config.n_val, config.data_seed + 1, "validation", config)
+        train = slip_curriculum(config.data.n_train, config.data.seed, "train", config)
+        val = slip_curriculum(config.data.n_val, config.data.seed + 1, "validation", config)
     torch.manual_seed(config.seed)
     model = ProcessRewardModel.from_backbone(config.backbone, n_layers=config.n_layers)
     freeze_first_layers(model, frozen)  # before the Trainer collects the trainable parameters

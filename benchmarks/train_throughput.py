@@ -35,7 +35,8 @@ import torch
 from prm_lib.backbones import resolve_device
 from prm_lib.joined_text import joined_train_step
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import Trainer, build_data, length_bucketed_batches, token_budget_batches
+from prm_lib.train import Trainer, length_bucketed_batches, token_budget_batches
+from prm_lib.training_data import build_data
 from prm_lib.zoo import preset
 
 
@@ -85,9 +86,9 @@ def main() -> None:
         changes["n_layers"] = args.n_layers or None
     if args.batch_size:
         changes["batch_size"] = args.batch_size
-    config = dataclasses.replace(config, **changes)
+    config = config.replace(**changes)
     n_needed = (args.steps + 3) * config.batch_size + args.seed_steps
-    config = dataclasses.replace(config, n_train=args.n_train or max(config.n_train, n_needed), n_val=10)
+    config = config.replace(n_train=args.n_train or max(config.data.n_train, n_needed), n_val=10)
     torch.manual_seed(0)
     prm = ProcessRewardModel.from_backbone(config.backbone, device=device, n_layers=config.n_layers)
     train_set, val_set = build_data(config)

@@ -26,7 +26,8 @@ import numpy as np
 
 from .aggregate import aggregate_many
 from .metrics import auroc, fit_threshold, flatten_steps, predicted_first_errors
-from .train import TrainConfig, test_set
+from .train import TrainConfig
+from .training_data import test_set
 from .zoo import load_or_train, preset
 
 # Chapter 5's run E (the cpu preset: SmolLM2-135M cut to 8 layers) at half its steps: five runs of it fit a

@@ -1,8 +1,9 @@
 """Command line: ``python -m prm_lib {train,score,convert,eval,export} ...``.
 
-``train --preset NAME --out DIR`` writes a checkpoint that ``ProcessRewardModel.load(DIR)``
-reads and a ``metrics.json``; every ``TrainConfig`` field can be overridden
-(``--max-steps 100``), and ``--help`` lists the presets and every option. ``eval --checkpoint DIR --data FILE.jsonl``
+``train --train-file F --format FMT --backbone NAME --out DIR`` (or ``train --preset NAME --out DIR`` on
+the course's synthetic data) writes a model that ``ProcessRewardModel.load(DIR)`` reads and a
+``metrics.json``; every ``TrainConfig`` setting can be overridden (``--max-steps 100``), and
+``--help`` lists the presets and every option. ``eval --checkpoint DIR --data FILE.jsonl``
 prints ProcessBench-style first-error F1 as one JSON object.
 """
 
@@ -13,9 +14,9 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-from .train import TrainConfig
+from .train import SYNTHETIC_FIELDS, TrainConfig
 
 def weights(text: str) -> dict[str, float]:
     """``arithmetic_slip=3,wrong_number=1`` -> {"arithmetic_slip": 3.0, "wrong_number": 1.0}."""
@@ -47,47 +48,92 @@ def _none_or(kind):
     return parse
 
 
+def _unescape(text: str) -> str:
+    r"""``\n\n`` on a command line -> two newlines (for the step separator)."""
+    return text.encode("utf-8").decode("unicode_escape")
+
+
+_unescape.__name__ = "str"
+
+
+def _add_setting(group: argparse._ArgumentGroup, flag: str, dest: str, annotation: str, shown: Any) -> None:
+    if dest == "separator":  # typed with backslash escapes, and shown so
+        group.add_argument(flag, dest=dest, type=_unescape, default=None, metavar="STR",
+                           help=f"(str, backslash escapes read: '\\n\\n' is two newlines; default: the preset's "
+                                f"value; cpu's is {shown.encode('unicode_escape').decode()})")
+        return
+    default = f"default: the preset's value; cpu's is {shown}"
+    if annotation == "bool":
+        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=f"({default})")
+        return
+    kind, optional = _field_type(annotation)
+    if kind is None:
+        raise TypeError(f"setting {dest} has a type the CLI cannot parse: {annotation}")
+    metavar = "KIND=W,..." if kind is weights else kind.__name__.upper()
+    group.add_argument(flag, dest=dest, type=_none_or(kind) if optional else kind, default=None,
+                       metavar=metavar, help=f"({annotation}{'; none to unset' if optional else ''}; {default})")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .zoo import PRESETS
+    from .data import FORMATS
+    from .training_data import SyntheticData
+    from .zoo import PRESETS, preset
 
     presets = "\n".join(f"  {k:22} {v.description}" for k, v in PRESETS.items())
     p = sub.add_parser(
         "train",
-        help="train a PRM (or ORM) from a preset",
-        description=f"Train from a preset, optionally overriding any setting.\n\npresets:\n{presets}",
+        help="train a PRM (or ORM) on a data file or a preset's synthetic data",
+        description="Train a PRM on your data:\n\n"
+                    "  python -m prm_lib train --train-file F --format FMT [--val-file F2] --backbone NAME_OR_PATH --out DIR\n\n"
+                    "or on a preset's synthetic data (--preset). Settings not given come from --preset (default: cpu), "
+                    "whose synthetic-data settings a --train-file replaces. Without --val-file, a seeded "
+                    f"5% of the training file is held out for validation.\n\npresets:\n{presets}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", default="cpu", help="preset to start from (default: cpu)")
-    p.add_argument("--out", required=True, help="output folder: final model, metrics.json, checkpoint/ for resuming")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS), metavar="{" + ",".join(PRESETS) + "}",
+                   help="preset to start from (default: cpu)")
+    p.add_argument("--out", required=True, help="output folder: final model, metrics.json, checkpoints/ for resuming")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    files = p.add_argument_group("training on a file")
+    files.add_argument("--train-file", default=None, help="step-labelled solutions, one JSON record per line")
+    files.add_argument("--format", default=None, choices=FORMATS, help="the files' format (needed with --train-file)")
+    files.add_argument("--val-file", default=None, help="validation records in the same format (default: hold out "
+                                                        "--val-fraction of --train-file)")
+    files.add_argument("--val-fraction", type=float, default=0.05, help="share of --train-file held out without "
+                                                                        "--val-file (default: 0.05)")
     group = p.add_argument_group("settings (override the preset's value)")
-    from .zoo import preset
-
     cpu = preset("cpu")
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        # unset, a setting keeps the value of the --preset given; the cpu preset's is shown as the usual case
-        default = f"default: the preset's value; cpu's is {getattr(cpu, f.name)}"
-        if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"({default})")
-            continue
-        kind, optional = _field_type(f.type)
-        if kind is None:
-            raise TypeError(f"TrainConfig.{f.name} has a type the CLI cannot parse: {f.type}")
-        metavar = "KIND=W,..." if kind is weights else kind.__name__.upper()
-        group.add_argument(flag, dest=f.name, type=_none_or(kind) if optional else kind, default=None,
-                           metavar=metavar, help=f"({f.type}{'; none to unset' if optional else ''}; {default})")
+        if f.name != "data":
+            _add_setting(group, "--" + f.name.replace("_", "-"), f.name, f.type, getattr(cpu, f.name))
+    synthetic = p.add_argument_group("synthetic data (instead of --train-file; override the preset's)")
+    by_field = {f.name: f for f in dataclasses.fields(SyntheticData)}
+    for flag_name, field_name in SYNTHETIC_FIELDS.items():
+        _add_setting(synthetic, "--" + flag_name.replace("_", "-"), flag_name, by_field[field_name].type,
+                     getattr(cpu.data, field_name))
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from .train import train
+    from .training_data import FileData
     from .zoo import preset
 
     config = preset(args.preset)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
-    config = dataclasses.replace(config, **overrides)
+    settings = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "data"] + list(SYNTHETIC_FIELDS)
+    overrides = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
+    if args.train_file is None and (args.format or args.val_file):
+        raise ValueError("--format and --val-file go with --train-file")
+    if args.train_file is not None:
+        given = sorted(name for name in overrides if name in SYNTHETIC_FIELDS)
+        if given:
+            raise ValueError(f"--{', --'.join(n.replace('_', '-') for n in given)} set(s) the synthetic generator, "
+                             "which a --train-file replaces")
+        if args.format is None:
+            raise ValueError("--train-file needs --format (one of: trl, prm800k, math-shepherd, processbench)")
+        overrides["data"] = FileData(args.train_file, args.format, val_file=args.val_file,
+                                     val_fraction=args.val_fraction, seed=config.seed)
+    config = config.replace(**overrides)
     result = train(config, out_dir=args.out, progress=not args.no_progress, device=args.device)
     if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun, rank 0 reports
         return 0
@@ -187,7 +233,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data import write
-    from .train import build_data
+    from .training_data import build_data
     from .zoo import preset
 
     train_set, val_set = build_data(preset(args.preset))

@@ -8,10 +8,13 @@ from their environment. One process (a notebook, ``python -m prm_lib train``)
 gets a plain single-device Accelerator: the same code, nothing distributed.
 
 What ``prm_lib`` adds on top is one rule, so that the update does not depend on
-how a global batch was split: the loss averages over *labelled steps*, and
-processes get different numbers of them, so each process scales its loss by
-``n_processes * its share of the global batch's labelled steps`` (``loss_scale``);
-the engine's mean over processes is then exactly the one-process gradient.
+how a global batch was split: each loss term averages over something (labelled
+steps, summed step weights, step pairs), and processes and micro-batches get
+different amounts of it, so each term's sum is divided by the amount summed over
+*every* process and micro-batch of the step (``reduce_sum_tensor``), times
+``1 / n_processes`` for the engine's mean over processes
+(``prm_lib.train.Trainer.backward``): the gradient is then exactly the
+one-process, one-batch gradient, for every loss option.
 """
 
 from __future__ import annotations
@@ -93,27 +96,20 @@ def is_fsdp(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
+def reduce_sum_tensor(values: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
+    """The elementwise sum of a small tensor over processes (computed in float64, returned in its dtype)."""
+    if accelerator.num_processes == 1:
+        return values
+    summed = accelerator.reduce(values.detach().to(accelerator.device, torch.float64), reduction="sum")
+    return summed.to(values.device, values.dtype)
+
+
 def reduce_sum(value: float, accelerator: Accelerator) -> float:
     """The sum of ``value`` over processes (float64, so counts stay exact)."""
     if accelerator.num_processes == 1:
         return value
     t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
     return float(accelerator.reduce(t, reduction="sum").item())
-
-
-def loss_scale(weight: float, accelerator: Accelerator) -> tuple[float, float]:
-    """``(scale, share)``: multiply this process's loss by ``scale`` before ``backward``.
-
-    ``share`` is this process's fraction of the global batch's labelled steps. DDP and
-    FSDP average gradients over processes, so ``scale = n * share`` makes that average
-    ``sum(share_i * grad_i)``: the gradient of the loss over the whole global batch.
-    """
-    n = accelerator.num_processes
-    if n == 1:
-        return 1.0, 1.0
-    total = reduce_sum(weight, accelerator)
-    share = weight / total if total > 0 else 1.0 / n  # no labelled step anywhere: every loss is 0 anyway
-    return n * share, share
 
 
 def shutdown(accelerator: Accelerator) -> None:

@@ -20,6 +20,8 @@ Variants, all optional and composable in ``prm_loss``:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +41,55 @@ def step_weights(step_mask: torch.Tensor, later_step_weight: float) -> torch.Ten
     return (1.0 + later_step_weight * index).expand_as(step_mask) * step_mask
 
 
+class LossTerm(NamedTuple):
+    """One averaged term of a loss: ``coefficient * total / weight``.
+
+    Kept apart so that a trainer can divide by the weight of the *whole* global batch (every process, every
+    accumulated micro-batch) instead of each piece's own: averages of averages are not the average when the
+    pieces weigh differently (``prm_lib.train``)."""
+
+    total: torch.Tensor  # summed loss over the term's entries (keeps the graph)
+    weight: torch.Tensor  # what the total is averaged over (a count, or a sum of step weights)
+    coefficient: float = 1.0
+
+    def mean(self, weight: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``coefficient * total / weight`` (own weight by default); 0 with the graph kept when the weight is 0."""
+        weight = self.weight if weight is None else weight
+        if float(weight) == 0:
+            return self.total * 0.0  # keeps the graph; a batch with nothing to average adds nothing
+        value = self.total / weight
+        return value if self.coefficient == 1.0 else self.coefficient * value
+
+
+def bce_term(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    step_mask: torch.Tensor,
+    pos_weight: float | None = None,
+    mask_after_first_error: bool = False,
+    later_step_weight: float = 0.0,
+) -> LossTerm:
+    """Summed, weighted BCE-with-logits over real steps against (possibly soft) targets, and its weight."""
+    if logits.shape != targets.shape or logits.shape != step_mask.shape:
+        raise ValueError(f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, mask {tuple(step_mask.shape)}")
+    mask = first_error_mask(targets, step_mask) if mask_after_first_error else step_mask
+    pw = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device, dtype=torch.float32)
+    per_step = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pw, reduction="none")
+    weights = step_weights(mask, later_step_weight)
+    return LossTerm((per_step * weights).sum(), weights.sum())
+
+
+def ranking_term(logits: torch.Tensor, targets: torch.Tensor, step_mask: torch.Tensor, margin: float = 0.0,
+                 coefficient: float = 1.0) -> LossTerm:
+    """Summed ``softplus(margin - (logit_correct - logit_incorrect))`` over all (correct, incorrect) step pairs
+    of the same solution, and the number of pairs."""
+    bad = is_wrong(targets) & step_mask  # (B, S)
+    good = ~is_wrong(targets) & step_mask
+    diff = logits.float().unsqueeze(2) - logits.float().unsqueeze(1)  # (B, S, S): logit_i - logit_j
+    pairs = good.unsqueeze(2) & bad.unsqueeze(1)  # i correct, j incorrect
+    return LossTerm((F.softplus(margin - diff) * pairs).sum(), pairs.sum().float(), coefficient)
+
+
 def step_bce_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -48,16 +99,7 @@ def step_bce_loss(
     later_step_weight: float = 0.0,
 ) -> torch.Tensor:
     """Weighted mean over real steps of BCE-with-logits against (possibly soft) targets."""
-    if logits.shape != targets.shape or logits.shape != step_mask.shape:
-        raise ValueError(f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, mask {tuple(step_mask.shape)}")
-    mask = first_error_mask(targets, step_mask) if mask_after_first_error else step_mask
-    pw = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device, dtype=torch.float32)
-    per_step = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pw, reduction="none")
-    weights = step_weights(mask, later_step_weight)
-    total = weights.sum()
-    if total == 0:
-        return logits.sum() * 0.0  # keeps the graph; a batch with no real step adds nothing
-    return (per_step * weights).sum() / total
+    return bce_term(logits, targets, step_mask, pos_weight, mask_after_first_error, later_step_weight).mean()
 
 
 def pairwise_ranking_loss(
@@ -68,14 +110,32 @@ def pairwise_ranking_loss(
 ) -> torch.Tensor:
     """Mean of ``softplus(margin - (logit_correct - logit_incorrect))`` over all (correct, incorrect)
     step pairs of the same solution; 0 for a batch without such pairs."""
-    bad = is_wrong(targets) & step_mask  # (B, S)
-    good = ~is_wrong(targets) & step_mask
-    diff = logits.float().unsqueeze(2) - logits.float().unsqueeze(1)  # (B, S, S): logit_i - logit_j
-    pairs = good.unsqueeze(2) & bad.unsqueeze(1)  # i correct, j incorrect
-    n = pairs.sum()
-    if n == 0:
-        return logits.sum() * 0.0
-    return (F.softplus(margin - diff) * pairs).sum() / n
+    return ranking_term(logits, targets, step_mask, margin).mean()
+
+
+def prm_loss_terms(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    step_mask: torch.Tensor,
+    pos_weight: float | None = None,
+    mask_after_first_error: bool = False,
+    later_step_weight: float = 0.0,
+    ranking_weight: float = 0.0,
+    ranking_margin: float = 0.0,
+) -> list[LossTerm]:
+    """The terms of ``prm_loss``: BCE over steps (with the chosen variants), and the ranking term if weighted."""
+    terms = [bce_term(logits, targets, step_mask, pos_weight, mask_after_first_error, later_step_weight)]
+    if ranking_weight:
+        terms.append(ranking_term(logits, targets, step_mask, ranking_margin, ranking_weight))
+    return terms
+
+
+def combine(terms: list[LossTerm], weights: list[torch.Tensor | float] | None = None) -> torch.Tensor:
+    """The loss: the sum of each term's mean, over its own weight or over the given ``weights``."""
+    loss = terms[0].mean(None if weights is None else weights[0])
+    for i, term in enumerate(terms[1:], start=1):
+        loss = loss + term.mean(None if weights is None else weights[i])
+    return loss
 
 
 def prm_loss(
@@ -89,7 +149,5 @@ def prm_loss(
     ranking_margin: float = 0.0,
 ) -> torch.Tensor:
     """BCE over steps (with the chosen variants), plus ``ranking_weight`` times the ranking loss."""
-    loss = step_bce_loss(logits, targets, step_mask, pos_weight, mask_after_first_error, later_step_weight)
-    if ranking_weight:
-        loss = loss + ranking_weight * pairwise_ranking_loss(logits, targets, step_mask, ranking_margin)
-    return loss
+    return combine(prm_loss_terms(logits, targets, step_mask, pos_weight, mask_after_first_error, later_step_weight,
+                                  ranking_weight, ranking_margin))

@@ -98,6 +98,8 @@ class ProcessRewardModel(nn.Module):
         self.value_head.to(next(self.backbone.parameters()).device)
         # Optional second input: the surprise of a frozen whole LM at every token, read by a learned gate
         # (prm_lib.surprise). The source is a plain attribute, not a submodule: never trained or saved.
+        if surprise is not None:  # ids from another tokenizer would mean other text to the frozen LM
+            surprise.check_tokenizer(self.tokenizer, f"the PRM on {backbone_name or 'this backbone'}")
         self.surprise_source = surprise
         self.reader = SurpriseReader(hidden).to(self.value_head.weight.device) if surprise is not None else None
         self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
@@ -117,16 +119,18 @@ class ProcessRewardModel(nn.Module):
         max_length: int | None = None,
         surprise_from: str | None = None,
         objective: str = "prm",
+        surprise_dtype: torch.dtype | None = None,
     ) -> "ProcessRewardModel":
         """A fresh (untrained) PRM on a named backbone (see ``prm_lib.backbones``); ``objective="orm"``
         makes it an ORM (``prm_lib.objectives``).
 
         ``surprise_from`` names a whole causal LM (usually the backbone's own name) whose per-token
-        surprise the PRM reads beside its hidden states (``prm_lib.surprise``).
+        surprise the PRM reads beside its hidden states (``prm_lib.surprise``), in ``surprise_dtype``
+        (default: ``dtype``); it must share the backbone's tokenizer.
         """
         model, tokenizer = load_backbone(name, device=device, dtype=dtype, n_layers=n_layers)
         device = next(model.parameters()).device
-        source = SurpriseSource.shared(surprise_from, device=device, dtype=dtype) if surprise_from else None
+        source = SurpriseSource.shared(surprise_from, device=device, dtype=surprise_dtype or dtype) if surprise_from else None
         return cls(model, tokenizer, backbone_name=name, n_layers=n_layers, separator=separator, max_length=max_length,
                    surprise=source, objective=objective)
 

@@ -130,12 +130,15 @@ def encode_solutions(
     *,
     separator: str = DEFAULT_SEPARATOR,
     labels: Sequence[Sequence[Label] | None] | None = None,
+    skipped: list[int] | None = None,
 ) -> list[EncodedSolution]:
     """Encode many solutions with one (fast, batched) tokenizer call.
 
     ``items`` holds ``(problem, steps)`` pairs; ``labels``, if given, one list per item.
     A solution over ``max_length`` tokens keeps its first k whole steps (the largest k
-    that fits) and warns; its labels are cut to the same k steps.
+    that fits) and warns; its labels are cut to the same k steps. One whose problem and
+    first step alone exceed ``max_length`` is an error, or, given a ``skipped`` list, is
+    left out of the result and its index appended there.
     """
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"{len(labels)} label lists for {len(items)} solutions")
@@ -178,6 +181,9 @@ def encode_solutions(
             spans.append((start, len(input_ids)))
             input_ids += sep_ids
             positions.append(len(input_ids) - 1)
+        if not positions and skipped is not None:
+            skipped.append(n)
+            continue
         if not positions:
             first = problem_length + len(step_ids[0]) + len(sep_ids)
             raise ValueError(

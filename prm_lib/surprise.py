@@ -54,6 +54,9 @@ MEMO_SIZE = 200_000
 # only its new tokens (SmolLM2-135M in fp32: 46 KB per token, about 4.6 MB per 100-token sequence).
 PREFIX_MEMORY = 64
 MIN_PREFIX = 8  # a shared start shorter than this is not worth a second code path: the sequence runs whole
+# The LM head runs on this many bytes of fp32 logits at a time: a full (rows, tokens, vocabulary) logit tensor
+# of Qwen2.5's 152k vocabulary and 64 rows of 500 tokens would take about 19 GB in fp32.
+LOGIT_CHUNK_BYTES = 64 * 2**20
 _SHARED: dict[tuple[str, int | None, str, torch.dtype | None], "SurpriseSource"] = {}
 
 
@@ -72,11 +75,14 @@ class SurpriseSource:
         self.lm.eval().requires_grad_(False)
         if not hasattr(self.lm, "get_output_embeddings") or self.lm.get_output_embeddings() is None:
             raise ValueError(f"{name!r} has no language-model head: surprise needs a causal LM")
+        # the transformer body and its LM head apart, so the head runs a chunk of positions at a time
+        self.body, self.head = self.lm.base_model, self.lm.get_output_embeddings()
+        self.softcap = getattr(self.lm.config, "final_logit_softcapping", None)
         self._memo: OrderedDict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         # per-layer (keys, values) of the last sequences read, for reading their extensions
         self._states: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         # transformers 5 names the key/value cache "cache", earlier releases "past_key_values"
-        self._cache_arg = "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.body.forward).parameters else "past_key_values"
 
     @classmethod
     def shared(cls, name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
@@ -95,6 +101,28 @@ class SurpriseSource:
     def device(self) -> torch.device:
         return next(self.lm.parameters()).device
 
+    def check_tokenizer(self, tokenizer: Any, reader: str = "this PRM") -> None:
+        """Refuse to read token ids made by another tokenizer: the frozen LM would score ids that mean
+        other text to it, and every surprise would be silent nonsense."""
+        from .steps import special_prefix_ids
+
+        ours, theirs = self.tokenizer.get_vocab(), tokenizer.get_vocab()
+        if ours != theirs or special_prefix_ids(self.tokenizer) != special_prefix_ids(tokenizer):
+            differ = sum(1 for t, i in theirs.items() if ours.get(t) != i) + sum(1 for t in ours if t not in theirs)
+            raise ValueError(
+                f"{reader}'s tokenizer ({len(theirs):,} tokens) is not the tokenizer of the surprise LM {self.name!r} "
+                f"({len(ours):,} tokens; {differ:,} entries differ): the LM would read token ids that mean other "
+                "text to it. Read the surprise of an LM that shares the backbone's tokenizer (usually the "
+                "backbone itself)"
+            )
+
+    def _logprobs_of(self, ids: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Run the LM body on ``ids`` and return (written, best) (B, T-1) fp32 log-probabilities of each next
+        token, and the body's output (for its key/value cache)."""
+        out = self.body(input_ids=ids, **kwargs)
+        written, best = _next_token_logprobs(out.last_hidden_state, self.head, ids, self.softcap)
+        return written, best, out
+
     def to(self, device: str | torch.device) -> "SurpriseSource":
         self.lm.to(device)
         return self
@@ -104,12 +132,13 @@ class SurpriseSource:
                  position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(written, best): (B, T) log-probabilities of each written token and of the LM's first choice
         at its place, fp32; both 0 at position 0 (nothing predicts it) and wherever the mask is 0."""
-        out = self.lm(input_ids=input_ids.to(self.device), use_cache=False,
-                      attention_mask=None if attention_mask is None else attention_mask.to(self.device),
-                      position_ids=None if position_ids is None else position_ids.to(self.device))
+        ids = input_ids.to(self.device)
+        next_written, next_best, _ = self._logprobs_of(
+            ids, use_cache=False, attention_mask=None if attention_mask is None else attention_mask.to(self.device),
+            position_ids=None if position_ids is None else position_ids.to(self.device))
         written = torch.zeros(input_ids.shape, dtype=torch.float32, device=self.device)
         best = torch.zeros_like(written)
-        written[:, 1:], best[:, 1:] = _next_token_logprobs(out.logits, input_ids.to(self.device))
+        written[:, 1:], best[:, 1:] = next_written, next_best
         if attention_mask is not None:
             keep = attention_mask.to(self.device, torch.float32)
             written, best = written * keep, best * keep
@@ -171,8 +200,7 @@ class SurpriseSource:
         kwargs: dict[str, Any] = {"use_cache": want_states or past is not None}
         if past is not None:  # the states hold positions 0..P-1 of every row, so ids start at position P
             kwargs[self._cache_arg] = _make_cache(past)
-        out = self.lm(input_ids=ids.to(self.device), **kwargs)
-        written, best = _next_token_logprobs(out.logits, ids.to(self.device))
+        written, best, out = self._logprobs_of(ids.to(self.device), **kwargs)
         return written, best, _cache_tensors(getattr(out, self._cache_arg)) if want_states else None
 
     def _store(self, rows: Sequence[tuple[int, ...]], offset: int, written: torch.Tensor, best: torch.Tensor,
@@ -224,10 +252,28 @@ class SurpriseSource:
         return best - written
 
 
-def _next_token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T-1) fp32 log-probabilities that the logits at t give token t+1 of ``ids``, and their maximum."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1), logp.max(dim=-1).values
+def _next_token_logprobs(hidden: torch.Tensor, head: nn.Module, ids: torch.Tensor,
+                         softcap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T-1) fp32 log-probabilities that the LM head, reading ``hidden`` at t, gives token t+1 of ``ids``,
+    and their maximum.
+
+    The head runs on a chunk of positions at a time (``LOGIT_CHUNK_BYTES`` of fp32 logits) and each
+    chunk's log-normaliser is a ``logsumexp``: memory stays bounded whatever the vocabulary, rows and length.
+    """
+    rows, length = ids.shape[0], ids.shape[1] - 1
+    states = hidden[:, :-1].reshape(rows * length, hidden.shape[-1])
+    targets = ids[:, 1:].reshape(-1)
+    written = torch.empty(rows * length, dtype=torch.float32, device=hidden.device)
+    best = torch.empty_like(written)
+    chunk = max(1, LOGIT_CHUNK_BYTES // (4 * head.weight.shape[0]))
+    for a in range(0, rows * length, chunk):
+        logits = head(states[a : a + chunk]).float()
+        if softcap:  # Gemma-style capped logits: the LM's own forward applies this after its head
+            logits = torch.tanh(logits / softcap) * softcap
+        norm = torch.logsumexp(logits, dim=-1)
+        written[a : a + chunk] = logits.gather(-1, targets[a : a + chunk].unsqueeze(-1)).squeeze(-1) - norm
+        best[a : a + chunk] = logits.max(dim=-1).values - norm
+    return written.view(rows, length), best.view(rows, length)
 
 
 def _make_cache(past: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:

@@ -1,17 +1,21 @@
 """Training a PRM (or the ORM baseline) on step-labelled solutions.
 
-Chapter 5 of the course. What differs from the seed's loop, and why:
+Chapter 5 of the course. What differs from the naive tutorial's loop, and why:
 
 * batches of many solutions, grouped by length so that padding wastes little
-  (the seed took one solution and one optimizer step per sample);
+  (the naive tutorial took one solution and one optimizer step per sample);
 * AdamW with linear warmup and cosine decay, gradient clipping, a higher
   learning rate for the freshly initialised value head than for the backbone;
 * held-out evaluation every ``eval_every`` steps: step AUROC on problems the
-  model never trained on (the seed only ever looked at its 4 training samples,
+  model never trained on (the naive tutorial only ever looked at its 4 training samples,
   where a loss of 0.0000 says nothing);
-* checkpoints with optimizer, scheduler and progress, so a run resumes where it
-  stopped and ends where an uninterrupted run would have;
-* deterministic from a seed on CPU; bf16 weights and fused AdamW on CUDA;
+* checkpoints with optimizer, scheduler, progress and random states, each written
+  under a temporary name and renamed when whole, so a run resumes from the newest
+  complete one and ends where an uninterrupted run would have;
+* gradient accumulation, and a loss averaged over the labelled steps of the whole
+  optimizer step (every micro-batch, every process), whichever loss options are on;
+* deterministic from a seed on CPU; on CUDA, mixed precision by default: fp32
+  weights and AdamW state, bf16 autocast for the forward pass (``precision``);
 * the model and optimizer go through ``accelerate``, so the same loop runs on one
   device or, under ``accelerate launch`` / ``torchrun``, data parallel or sharded
   (``prm_lib.distributed``, appendix B).
@@ -23,11 +27,14 @@ solution's last token.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import random
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,12 +42,13 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .batching import Batch
-from .distributed import Accelerator, gather_model, is_fsdp, loss_scale, make_accelerator, reduce_sum, shutdown
+from .distributed import Accelerator, gather_model, is_fsdp, make_accelerator, reduce_sum, reduce_sum_tensor, shutdown
 from .data import PRMSample
-from .loss import prm_loss
+from .loss import LossTerm, combine, prm_loss_terms
 from .model import ProcessRewardModel
-from .objectives import OBJECTIVES, Objective, last_step_mask, objective, outcome_targets  # noqa: F401 (re-exported)
-from .steps import EncodedSolution
+from .objectives import Objective, objective
+from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
+from .training_data import DataReport, FileData, SyntheticData, data_from_dict
 
 
 COMPILE_OPTIONS: dict[str, Any] = {"dynamic": True}  # torch.compile's arguments when config.compile is set
@@ -64,32 +72,50 @@ def compile_blocks(model: ProcessRewardModel) -> ProcessRewardModel:
     return torch.compile(model, **COMPILE_OPTIONS)
 
 
+# "bf16": fp32 weights and AdamW state, the forward pass under bf16 autocast (mixed precision);
+# "bf16-pure": the backbone's weights themselves in bf16 (half the memory, but an update smaller than about
+# 1/256 of a weight rounds away: at lr 2e-5 most of the backbone stops learning; kept to measure that);
+# "fp32": no autocast. None: bf16 on CUDA, fp32 elsewhere.
+PRECISIONS = ("fp32", "bf16", "bf16-pure")
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """The precision a run uses on ``device`` (``None``: bf16 on CUDA, fp32 elsewhere)."""
+    if precision is None:
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    return precision
+
+
+# The fields of SyntheticData that TrainConfig.replace (and the CLI) take by name; its seed is "data_seed".
+SYNTHETIC_FIELDS = {("data_seed" if f.name == "seed" else f.name): f.name
+                    for f in dataclasses.fields(SyntheticData) if f.name != "kind"}
+
+
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run (its hash names the zoo's cache entry)."""
+    """Everything that determines a training run (its hash names the zoo's cache entry): what it learns from
+    (``data``), the model, and how it is optimised."""
 
     backbone: str = "smollm2-135m"
     n_layers: int | None = 8
     objective: str = "prm"  # "prm": a label per step; "orm": one outcome label per solution
-    # data (prm_lib.synthetic)
-    n_train: int = 3000
-    n_val: int = 300
-    data_seed: int = 0
-    error_rate: float = 0.5
-    correction_rate: float = 0.15
-    max_ops: int = 4
-    direct_rate: float = 0.0  # share of seed-style one-operation problems ("What is 9 × 2?")
-    error_weights: dict[str, float] | None = None  # relative frequency of each error kind (None: equal)
-    hold_out_seed_problems: bool = False  # never train on the seed tutorial's problems (synthetic.SEED_PROBLEMS)
+    data: SyntheticData | FileData = field(default_factory=SyntheticData)
+    # how a solution becomes tokens (saved with the model)
+    separator: str = DEFAULT_SEPARATOR
+    max_length: int | None = None  # tokens; a longer solution is cut by whole steps (None: the backbone's limit)
     # optimisation
-    batch_size: int = 16
-    max_steps: int = 300
+    batch_size: int = 16  # solutions per micro-batch (per process under a launcher: the global batch is split)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 300  # optimizer steps
     lr: float = 1e-4
     head_lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
     grad_clip: float = 1.0
     freeze_embeddings: bool = True
+    precision: str | None = None  # PRECISIONS; None: bf16 mixed precision on CUDA, fp32 elsewhere
     # read the per-token surprise of the whole backbone LM, frozen, beside the hidden states (prm_lib.surprise)
     surprise: bool = False
     compile: bool = False  # torch.compile the model (GPU speed; batches padded to a multiple of 8)
@@ -101,25 +127,50 @@ class TrainConfig:
     # bookkeeping
     eval_every: int = 50
     save_every: int | None = None  # default: at every evaluation
+    keep_checkpoints: int = 2  # the newest this many checkpoints stay on disk
     seed: int = 0
 
     def __post_init__(self) -> None:
         objective(self.objective)  # an unknown name is an error that lists the known ones
-        for name in ("n_train", "n_val", "batch_size", "max_steps", "eval_every"):
+        if not isinstance(self.data, (SyntheticData, FileData)):
+            raise TypeError(f"data must be a SyntheticData or a FileData, got {type(self.data).__name__}")
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)} (or None: "
+                             "bf16 on CUDA, fp32 elsewhere)")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2 tokens, got {self.max_length}")
+        if not self.separator:
+            raise ValueError("the step separator is empty")
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes``; the synthetic generator's settings (``n_train``, ``max_ops``, ``data_seed``,
+        ...) go to ``data``, which must then be synthetic."""
+        data_changes = {SYNTHETIC_FIELDS[k]: changes.pop(k) for k in list(changes) if k in SYNTHETIC_FIELDS}
+        if data_changes:
+            data = changes.get("data", self.data)
+            if not isinstance(data, SyntheticData):
+                raise ValueError(f"{', '.join(sorted(data_changes))} set the synthetic generator, but this config "
+                                 f"trains on {data.kind} data")
+            changes["data"] = dataclasses.replace(data, **data_changes)
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings; those added after a preset was first trained are left out while at their
-        default, so the hash (and the zoo's cache entry) of every earlier configuration stays the same."""
-        out = dataclasses.asdict(self)
-        for name, default in _LATER_DEFAULTS.items():
-            if out[name] == default:
-                del out[name]
-        return out
+        """Every setting (``data`` as a dict with its ``kind``): what checkpoints and metrics.json record."""
+        return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Inverse of ``to_dict``."""
+        values = dict(values)
+        values["data"] = data_from_dict(values.get("data", {}))
+        return cls(**values)
 
-_LATER_DEFAULTS: dict[str, Any] = {"surprise": False, "error_weights": None, "hold_out_seed_problems": False}
+    def key(self) -> dict[str, Any]:
+        """What names the trained model in a cache: every setting, and a data file's contents."""
+        return {**self.to_dict(), "data": self.data.key()}
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -173,7 +224,35 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epo
     return batches
 
 
-SHARDED_STATE = "sharded"  # checkpoint/sharded/: accelerate's per-process model and optimizer shards (FSDP)
+CHECKPOINTS = "checkpoints"  # out_dir/checkpoints/step-0000050/: one complete checkpoint per saved step
+SHARDED_STATE = "sharded"  # <checkpoint>/sharded/: accelerate's per-process model and optimizer shards (FSDP)
+TRAINER_STATE = "trainer_state.pt"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def complete_checkpoints(out_dir: str | Path) -> list[Path]:
+    """The complete checkpoints under ``out_dir``, oldest first. One being written lives under a temporary
+    name (``.step-N.tmp``) until it is whole, so a crash mid-write never leaves a half checkpoint here."""
+    root = Path(out_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / TRAINER_STATE).exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _rng_states() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 @dataclass
@@ -190,7 +269,10 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains ``model`` on ``train`` samples and evaluates on ``val`` samples, as ``config`` says."""
+    """Trains ``model`` on ``train`` samples and evaluates on ``val`` samples, as ``config`` says.
+
+    ``report`` (from ``TrainConfig.data.build()``) is completed with what encoding did (solutions cut to
+    ``max_length`` or left out) and written to metrics.json."""
 
     def __init__(
         self,
@@ -202,6 +284,7 @@ class Trainer:
         progress: bool = True,
         on_eval: Callable[[int, dict[str, Any]], None] | None = None,
         accelerator: Accelerator | None = None,
+        report: DataReport | None = None,
     ) -> None:
         if not train:
             raise ValueError("no training samples")
@@ -210,14 +293,26 @@ class Trainer:
         # a saved ORM loads as one
         self.objective: Objective = objective(config.objective)
         self.model.objective = config.objective
+        # how solutions become tokens: the config's, saved with the model
+        self.model.separator = config.separator
+        if config.max_length is not None:
+            self.model.max_length = config.max_length
+        self.precision = resolve_precision(config.precision, model.device)
+        # master weights: fp32 unless the run is pure bf16 (the value head and the reader are fp32 either way)
+        backbone_dtype = torch.bfloat16 if self.precision == "bf16-pure" else torch.float32
+        if any(p.dtype != backbone_dtype for p in self.model.backbone.parameters()):
+            self.model.backbone.to(backbone_dtype)
+        self.mixed = self.precision in ("bf16", "bf16-pure")  # the forward pass under bf16 autocast
         self.accelerator = accelerator or make_accelerator(model.device)
         self.is_main = self.accelerator.is_main_process
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress, self.on_eval = progress and self.is_main, on_eval
+        self.report = report or DataReport("in memory", len(train), len(val), "given")
         setup_start = time.perf_counter()
-        self.train_enc = self._encode(train)
-        self.val_enc = self._encode(val) if val else []
-        self.val_samples = list(val)
+        self.train_enc, _ = self._encode(train, "training")
+        self.val_enc, self.val_samples = self._encode(val, "validation") if val else ([], [])
+        if not self.train_enc:
+            raise ValueError("no training sample fits max_length: every one was left out (see the warning)")
         self.lengths = [len(e) for e in self.train_enc]
         # the frozen LM's surprise, once per solution: every epoch and evaluation reuses it
         self.model.attach_surprise(self.train_enc + self.val_enc, progress=self.progress, cache=out_dir is not None)
@@ -256,8 +351,33 @@ class Trainer:
         self.result = TrainResult(model)
 
     # -- data --------------------------------------------------------------------
-    def _encode(self, samples: Sequence[PRMSample]) -> list[EncodedSolution]:
-        return self.model.encode([s.as_item() for s in samples], labels=self.objective.targets(samples))
+    def _encode(self, samples: Sequence[PRMSample], split: str) -> tuple[list[EncodedSolution], list[PRMSample]]:
+        """The encoded solutions and the samples they come from: a solution that does not fit max_length at all
+        is left out and counted in the report; one summary warning instead of one per solution cut."""
+        labels = self.objective.targets(samples)
+        skipped: list[int] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # per-solution truncation warnings: counted and summarised below
+            encoded = encode_solutions(self.model.tokenizer, [s.as_item() for s in samples], self.model.max_length,
+                                       separator=self.model.separator, labels=labels, skipped=skipped)
+        truncated = sum(e.truncated for e in encoded)
+        for i in skipped:
+            where = samples[i].meta.get("source", f"{split} solution {i}")
+            self.report.skipped.append({"where": str(where), "split": split,
+                                        "reason": f"its problem and first step exceed max_length={self.model.max_length}"})
+        gone = set(skipped)
+        kept = [s for i, s in enumerate(samples) if i not in gone]
+        self.report.n_truncated += truncated
+        self.report.n_skipped += len(skipped)
+        if split == "training":
+            self.report.n_train = len(encoded)
+        else:
+            self.report.n_val = len(encoded)
+        if (truncated or skipped) and self.is_main:
+            warnings.warn(f"{split}: {truncated} of {len(samples) + len(skipped)} solutions cut by whole steps to "
+                          f"max_length={self.model.max_length} (their later steps are not trained on), "
+                          f"{len(skipped)} left out (not even the first step fits)", stacklevel=3)
+        return encoded, kept
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
@@ -267,7 +387,8 @@ class Trainer:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     def batch_at(self, step: int) -> list[int]:
-        """The batch for a global step: a pure function of (seed, step), so a resumed run sees the same data.
+        """The batch for a global micro-batch index (``optimizer step * grad_accum + j``): a pure function of
+        (seed, index), so a resumed run sees the same data.
 
         With ``tokens_per_batch`` set (a GPU option, off by default), batches of about that many padded
         tokens (``token_budget_batches``) instead of ``batch_size`` rows; epochs then differ in length.
@@ -293,10 +414,21 @@ class Trainer:
         return self._token_plans[key]
 
     # -- one step ------------------------------------------------------------------
-    def loss_on(self, batch: Batch) -> torch.Tensor:
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for the forward pass under mixed precision; nothing otherwise."""
+        if not self.mixed:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.model.device.type, dtype=torch.bfloat16)
+
+    def loss_terms(self, batch: Batch, logits: torch.Tensor | None = None) -> list[LossTerm]:
+        """Each averaged term of the loss on ``batch``, as a summed total and its weight (``prm_lib.loss``).
+
+        With ``logits`` given (zeros, say) nothing runs forward: the weights depend on the labels alone."""
         c = self.config
-        logits = self.forward(batch)
-        return prm_loss(
+        if logits is None:
+            with self.autocast():
+                logits = self.forward(batch)
+        return prm_loss_terms(
             logits, batch.labels, self.objective.loss_mask(batch.step_mask),
             pos_weight=c.pos_weight,
             mask_after_first_error=c.mask_after_first_error,
@@ -304,25 +436,28 @@ class Trainer:
             ranking_weight=c.ranking_weight,
         )
 
-    def batch_weight(self, batch: Batch) -> float:
-        """How many labelled steps the loss averages over (one per solution for an ORM)."""
-        return float(self.objective.loss_mask(batch.step_mask).sum())
+    def loss_on(self, batch: Batch) -> torch.Tensor:
+        """The loss of ``batch`` alone: each term averaged over the batch's own weight."""
+        return combine(self.loss_terms(batch))
 
-    def train_step(self, batch: Batch, weight: float | None = None) -> torch.Tensor:
-        """Forward, backward, clip, optimizer and scheduler step; returns the (detached) loss.
+    def term_weights(self, batch: Batch) -> torch.Tensor:
+        """What each loss term of ``batch`` averages over (labelled steps, summed step weights, pairs)."""
+        with torch.no_grad():
+            zeros = torch.zeros(batch.labels.shape, device=batch.labels.device)
+            return torch.stack([t.weight.float() for t in self.loss_terms(batch, logits=zeros)])
 
-        Across processes, ``batch`` is this process's share of the global batch and ``weight``
-        its number of labelled steps (default: counted from ``batch``; 0 for a stand-in batch
-        when the global batch had no sample left for this process). Each loss is scaled so that
-        the engine's gradient average, and the returned loss, are those of the whole global batch.
+    def train_step(self, batches: Batch | Sequence[Batch], real: Sequence[bool] | None = None) -> torch.Tensor:
+        """One optimizer step on this process's micro-batches: forward and backward on each, then clip, step
+        the optimizer and the scheduler; returns the (detached) loss of the whole step.
+
+        Each loss term is divided by its weight summed over every micro-batch of every process, not by each
+        micro-batch's own: the update is then that of the whole global batch in one piece, for every loss
+        option, however it was split (``grad_accum`` micro-batches, ``n`` processes). A stand-in batch
+        (``real`` False: the global batch had no sample left for this process) joins the step and adds nothing.
         """
         self.model.train()
+        self.backward(batches, real)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        loss = self.loss_on(batch)
-        scale, share = loss_scale(self.batch_weight(batch) if weight is None else weight, self.accelerator)
-        self.accelerator.backward(loss * scale if scale != 1.0 else loss)
-        if self.accelerator.num_processes > 1:
-            loss = torch.tensor(reduce_sum(float(loss.detach()) * share, self.accelerator))
         if self.config.grad_clip:
             # under FSDP accelerate clips sharded gradients when given all of the model's parameters
             clip = list(self.wrapped.parameters()) if is_fsdp(self.accelerator) else params
@@ -330,48 +465,95 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        return self._last_loss
+
+    def backward(self, batches: Batch | Sequence[Batch], real: Sequence[bool] | None = None) -> torch.Tensor:
+        """Forward and backward on every micro-batch of one optimizer step, gradients added up in ``.grad``
+        (``train_step`` without the update; tests compare these gradients). Returns the step's loss."""
+        micro = [batches] if isinstance(batches, Batch) else list(batches)
+        real = [True] * len(micro) if real is None else list(real)
+        n = self.accelerator.num_processes
+        local = [self.term_weights(b) * (1.0 if r else 0.0) for b, r in zip(micro, real)]
+        total = local[0] if len(local) == 1 else torch.stack(local).sum(0)
+        if n > 1:
+            total = reduce_sum_tensor(total, self.accelerator)
+        # DDP and FSDP average gradients over processes: dividing by total / n makes that average the sum
+        divide = [w for w in total] if n == 1 else [w / n for w in total]
+        loss_value = 0.0
+        for i, (batch, is_real) in enumerate(zip(micro, real)):
+            last = i == len(micro) - 1
+            sync = contextlib.nullcontext() if last or n == 1 or is_fsdp(self.accelerator) \
+                else self.accelerator.no_sync(self.wrapped)  # DDP: all-reduce once, after the last micro-batch
+            with sync:
+                terms = self.loss_terms(batch)
+                if not is_real:
+                    terms = [t._replace(total=t.total * 0.0) for t in terms]
+                self.accelerator.backward(combine(terms, divide))
+            loss_value += float(combine([t._replace(total=t.total.detach()) for t in terms], list(total)))
+        if n > 1:
+            loss_value = reduce_sum(loss_value, self.accelerator)
+        self._last_loss = torch.tensor(loss_value)
+        return self._last_loss
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
-        return self.objective.evaluate(self.model.score_encoded(self.val_enc), self.val_enc, self.val_samples)
+        with self.autocast():
+            scores = self.model.score_encoded(self.val_enc)
+        return self.objective.evaluate(scores, self.val_enc, self.val_samples)
 
     # -- checkpoints --------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        """Model, optimizer, scheduler and progress; under FSDP each process writes its own shards."""
+    def save_checkpoint(self) -> Path | None:
+        """Model, optimizer, scheduler, progress and random states, as ``checkpoints/step-N``.
+
+        Written under a temporary name and renamed when whole; then all but the newest ``keep_checkpoints``
+        are removed. Under FSDP each process writes its own shards."""
         if self.out_dir is None:
-            return
-        ckpt = self.out_dir / "checkpoint"
+            return None
+        root = self.out_dir / CHECKPOINTS
+        final = root / checkpoint_name(self.step)
+        tmp = root / f".{checkpoint_name(self.step)}.tmp"
         sharded = is_fsdp(self.accelerator)
-        if sharded:  # every process: accelerate writes model and optimizer shards
-            self.accelerator.save_state(str(ckpt / SHARDED_STATE))
-        if not self.is_main:
-            self.accelerator.wait_for_everyone()
-            return
-        if not sharded:
-            self.model.save(ckpt)
-        torch.save(
-            {
-                "step": self.step,
-                "optimizer": None if sharded else self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "history": self.result.history,
-                "evals": self.result.evals,
-                "seconds": self.result.seconds,
-                "tokens": self.result.tokens,
-                "config": self.config.to_dict(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            ckpt / "trainer_state.pt",
-        )
+        if self.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a run that died while writing it
+            tmp.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
+        if sharded:  # every process: accelerate writes model and optimizer shards
+            self.accelerator.save_state(str(tmp / SHARDED_STATE))
+        if self.is_main:
+            if not sharded:
+                self.model.save(tmp)
+            torch.save(
+                {
+                    "step": self.step,
+                    "optimizer": None if sharded else self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "history": self.result.history,
+                    "evals": self.result.evals,
+                    "seconds": self.result.seconds,
+                    "tokens": self.result.tokens,
+                    "config": self.config.to_dict(),
+                    "rng": _rng_states(),
+                },
+                tmp / TRAINER_STATE,
+            )
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            for old in complete_checkpoints(self.out_dir)[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return final
 
     def resume(self) -> bool:
-        """Continue from ``out_dir/checkpoint`` if it exists and matches this config; True if resumed."""
-        if self.out_dir is None or not (self.out_dir / "checkpoint" / "trainer_state.pt").exists():
+        """Continue from the newest complete checkpoint under ``out_dir`` if any (it must have been written
+        by this config); True if resumed."""
+        found = complete_checkpoints(self.out_dir) if self.out_dir is not None else []
+        if not found:
             return False
-        ckpt = self.out_dir / "checkpoint"
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        ckpt = found[-1]
+        state = torch.load(ckpt / TRAINER_STATE, weights_only=False)
         if state["config"] != self.config.to_dict():
             raise ValueError(f"{ckpt} was written by a different training config; use another --out or delete it")
         if state["optimizer"] is None:  # written under FSDP: the shards hold model and optimizer
@@ -381,7 +563,8 @@ class Trainer:
         else:
             if is_fsdp(self.accelerator):
                 raise ValueError(f"{ckpt} was written without FSDP: resume it without FSDP (or use another --out)")
-            saved = ProcessRewardModel.load(ckpt, device=self.model.device)
+            saved = ProcessRewardModel.load(ckpt, device=self.model.device,
+                                            dtype=next(self.model.backbone.parameters()).dtype)
             self.model.backbone.load_state_dict(saved.backbone.state_dict())
             self.model.load_head_state_dict(saved.head_state_dict())
             self.optimizer.load_state_dict(state["optimizer"])
@@ -389,7 +572,7 @@ class Trainer:
         self.step = state["step"]
         self.result.history, self.result.evals = state["history"], state["evals"]
         self.result.seconds, self.result.tokens = state["seconds"], state["tokens"]
-        torch.set_rng_state(state["torch_rng"])
+        _set_rng_states(state["rng"])
         return True
 
     # -- the loop ------------------------------------------------------------------------
@@ -406,12 +589,18 @@ class Trainer:
         save_every = c.save_every or c.eval_every
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         while self.step < c.max_steps:
-            whole = self.batch_at(self.step)
-            idx = whole[rank::world]  # this process's share; if none is left, a stand-in that counts 0
-            batch = self.model.collate([self.train_enc[i] for i in idx or whole[:1]], pad_to_multiple_of=self.pad_to_multiple_of)
-            loss = self.train_step(batch, weight=None if idx else 0.0)
+            micro, real, n_tokens = [], [], 0
+            for j in range(c.grad_accum):
+                whole = self.batch_at(self.step * c.grad_accum + j)
+                idx = whole[rank::world]  # this process's share; if none is left, a stand-in that counts 0
+                batch = self.model.collate([self.train_enc[i] for i in idx or whole[:1]],
+                                           pad_to_multiple_of=self.pad_to_multiple_of)
+                micro.append(batch)
+                real.append(bool(idx))
+                n_tokens += batch.n_tokens if idx else 0
+            loss = self.train_step(micro, real)
             self.step += 1
-            self.result.tokens += int(reduce_sum(batch.n_tokens if idx else 0, self.accelerator))
+            self.result.tokens += int(reduce_sum(n_tokens, self.accelerator))
             entry = {"step": self.step, "loss": float(loss), "lr": self.scheduler.get_last_lr()[0]}
             self.result.history.append(entry)
             if bar is not None:
@@ -453,6 +642,7 @@ class Trainer:
             json.dumps(
                 {
                     "config": self.config.to_dict(),
+                    "data": self.report.to_dict(),
                     "final": r.final,
                     "evals": r.evals,
                     "history": r.history,
@@ -462,46 +652,12 @@ class Trainer:
                     "tokens_per_second": round(r.tokens / r.seconds, 1) if r.seconds else None,
                     "world_size": self.accelerator.num_processes,
                     "engine": self.accelerator.distributed_type.value,
+                    "precision": self.precision,
                 },
                 indent=1,
             )
             + "\n"
         )
-
-
-def build_data(config: TrainConfig) -> tuple[list[PRMSample], list[PRMSample]]:
-    """The synthetic train and validation sets a config names (disjoint problems)."""
-    from .synthetic import SEED_PROBLEMS, generate
-
-    options = dict(error_rate=config.error_rate, correction_rate=config.correction_rate, max_ops=config.max_ops,
-                   direct_rate=config.direct_rate, error_weights=config.error_weights,
-                   held_out=SEED_PROBLEMS if config.hold_out_seed_problems else ())
-    train = generate(config.n_train, seed=config.data_seed, split="train", **options)
-    val = generate(config.n_val, seed=config.data_seed + 1, split="validation", **options)
-    return train, val
-
-
-# The held-out sets every chapter and benchmark evaluates on, one seed per split (build_data's training and
-# validation sets use data_seed and data_seed + 1, so these never coincide with them).
-HELD_OUT_SEEDS = {"validation": 321, "test": 123}
-
-
-def test_set(config: TrainConfig, n: int = 400, split: str = "test") -> list[PRMSample]:
-    """The course's held-out evaluation set for a config: ``n`` solutions of problems shaped like its training
-    problems (``max_ops``, ``direct_rate``), half of them wrong, with every error kind equally likely.
-
-    Half wrong and uniform kinds, whatever the training mix, so that models trained on different mixes are
-    measured on the same solutions and every kind of error counts alike. ``split="validation"`` gives the
-    set to fit thresholds on (disjoint problems from the test split)."""
-    from .synthetic import generate
-
-    if split not in HELD_OUT_SEEDS:
-        raise ValueError(f"test_set split must be one of {', '.join(HELD_OUT_SEEDS)}, got {split!r}")
-    return generate(n, seed=HELD_OUT_SEEDS[split], split=split, error_rate=0.5, max_ops=config.max_ops,
-                    direct_rate=config.direct_rate)
-
-
-test_set.__test__ = False  # a data function: pytest must not collect it where a test module imports it
 
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool = True,
@@ -511,17 +667,26 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool
     Under ``accelerate launch`` or ``torchrun`` this runs data parallel or FSDP, as the launch
     was configured (``prm_lib.distributed``); only rank 0 writes files.
     """
+    train_set, val_set, report = config.data.build()  # a bad file fails here, before any model loads
     accelerator = make_accelerator(device)
     torch.manual_seed(config.seed)
     if is_fsdp(accelerator):  # fp32 weights in CPU memory; FSDP moves each process's shard to its device
-        device, dtype = "cpu", torch.float32
+        device = "cpu"
     else:
-        device, dtype = device if device is not None else (accelerator.device if accelerator.num_processes > 1 else None), None
-    model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=dtype, n_layers=config.n_layers,
+        device = device if device is not None else (accelerator.device if accelerator.num_processes > 1 else None)
+    from .backbones import resolve_device
+
+    precision = "fp32" if is_fsdp(accelerator) else resolve_precision(config.precision, resolve_device(device))
+    # the weights the optimizer updates stay fp32 unless the run is pure bf16; the frozen surprise LM is
+    # only read, so it is read in bf16 wherever the run computes in bf16
+    weights = torch.bfloat16 if precision == "bf16-pure" else torch.float32
+    model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=weights, n_layers=config.n_layers,
+                                             separator=config.separator, max_length=config.max_length,
                                              surprise_from=config.backbone if config.surprise else None,
+                                             surprise_dtype=torch.bfloat16 if precision != "fp32" else torch.float32,
                                              objective=config.objective)
-    train_set, val_set = build_data(config)
-    trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, accelerator=accelerator)
+    trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, accelerator=accelerator,
+                      report=report)
     result = trainer.fit()
     trainer.write_outputs()
     shutdown(accelerator)

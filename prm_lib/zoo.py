@@ -25,19 +25,24 @@ from . import __version__
 from .backbones import DEFAULT_BACKBONE, cache_dir
 from .model import ProcessRewardModel
 from .objectives import objective as objective_by_name
-from .train import TrainConfig, train
+from .train import CHECKPOINTS, TrainConfig, train
+from .training_data import SyntheticData
 
 # Chosen by measurement on the 2-core CPU (chapter 5 tells the story): 8 of 30 layers, short
-# solutions (half seed-style "What is 9 × 2?", half word problems of 1-2 operations), 60% with an error.
+# solutions (half the naive tutorial's "What is 9 × 2?", half word problems of 1-2 operations), 60% with an error.
 # Chapter 5's run E; it misses most arithmetic slips, which the reading preset below catches.
+_CPU_DATA = SyntheticData(n_train=5000, n_val=200, max_ops=2, error_rate=0.6, direct_rate=0.5)
 _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_steps=20, batch_size=8,
-            max_steps=560, n_train=5000, n_val=200, eval_every=140, max_ops=2, error_rate=0.6, direct_rate=0.5)
+            max_steps=560, eval_every=140, data=_CPU_DATA)
 
 # The course's PRM (what the chapters load): the same 8 trained layers plus the per-token surprise of the
-# whole SmolLM2-135M, frozen (prm_lib.surprise); a curriculum of 60% seed-style problems with half of the
-# errors slips; the seed tutorial's own problems held out of training.
+# whole SmolLM2-135M, frozen (prm_lib.surprise); a curriculum of 60% one-operation problems with half of the
+# errors slips; the naive tutorial's own problems held out of training.
 _CURRICULUM = dict(direct_rate=0.6, error_weights={"arithmetic_slip": 3.0}, hold_out_seed_problems=True)
-_READER = dict(_CPU, n_train=4000, surprise=True, **_CURRICULUM)
+_READER = dict(_CPU, surprise=True, data=dataclasses.replace(_CPU_DATA, n_train=4000, **_CURRICULUM))
+_TINY = dict(backbone="tiny-qwen2", n_layers=None, batch_size=8, max_steps=30, eval_every=15, lr=1e-3, head_lr=3e-3,
+             warmup_steps=5, data=SyntheticData(n_train=200, n_val=60))
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -63,19 +68,15 @@ PRESETS: dict[str, Preset] = {
     "cpu-reader-orm": Preset(TrainConfig(**{**_READER, "objective": "orm"}),
                              "ORM baseline with the cpu-reader preset's backbone, inputs, data and budget"),
     # Short runs for tests of the machinery (tiny random model: learns little).
-    "tiny": Preset(TrainConfig(backbone="tiny-qwen2", n_layers=None, n_train=200, n_val=60, batch_size=8, max_steps=30,
-                               eval_every=15, lr=1e-3, head_lr=3e-3, warmup_steps=5),
-                   "tiny random Qwen2, 30 steps, the quickest; for tests"),
-    "tiny-orm": Preset(TrainConfig(backbone="tiny-qwen2", n_layers=None, n_train=200, n_val=60, batch_size=8,
-                                   max_steps=30, eval_every=15, lr=1e-3, head_lr=3e-3, warmup_steps=5, objective="orm"),
-                       "tiny random Qwen2 ORM, 30 steps, the quickest; for tests"),
-    # For a GPU (Colab or local): the seed's backbone, whole, more data and steps.
+    "tiny": Preset(TrainConfig(**_TINY), "tiny random Qwen2, 30 steps, the quickest; for tests"),
+    "tiny-orm": Preset(TrainConfig(**_TINY, objective="orm"), "tiny random Qwen2 ORM, 30 steps, the quickest; for tests"),
+    # For a GPU (Colab or local): the naive tutorial's backbone, whole, more data and steps.
     "gpu-qwen2.5-0.5b": Preset(TrainConfig(backbone="Qwen/Qwen2.5-0.5B", n_layers=None, lr=2e-5, head_lr=1e-3,
-                                           batch_size=32, max_steps=600, n_train=20000, n_val=500, eval_every=100,
-                                           warmup_steps=30, freeze_embeddings=False, error_rate=0.6, surprise=True,
-                                           **_CURRICULUM),
+                                           batch_size=32, max_steps=600, eval_every=100, warmup_steps=30,
+                                           freeze_embeddings=False, surprise=True,
+                                           data=SyntheticData(n_train=20000, n_val=500, error_rate=0.6, **_CURRICULUM)),
                                "Qwen/Qwen2.5-0.5B (needs the model hub) reading its own surprise, 600 steps of 32 "
-                               "on a GPU"),
+                               "on a GPU (bf16 mixed precision)"),
 }
 PRESETS["gpu-qwen2.5-0.5b-orm"] = Preset(dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"].config, objective="orm"),
                                          "ORM baseline with the gpu-qwen2.5-0.5b preset's backbone, data and budget")
@@ -96,6 +97,12 @@ def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return dataclasses.replace(PRESETS[name].config)
+
+
+# Part of every cache key: raised when the meaning of a configuration changes (here: the training data became a
+# part of its own, TrainConfig.data), so every model trained before is retrained once instead of each later
+# setting carrying a shim that keeps old keys.
+CACHE_KEY_VERSION = 2
 
 
 def course_backbone() -> str:
@@ -121,8 +128,9 @@ def course_preset(objective: str = "prm") -> tuple[str, TrainConfig]:
 
 
 def config_hash(config: TrainConfig) -> str:
-    """Stable hash of everything that determines a trained model: the config and the library version."""
-    blob = json.dumps({"config": config.to_dict(), "prm_lib": __version__}, sort_keys=True)
+    """Stable hash of everything that determines a trained model: the config (a data file by its contents),
+    the library version and the key's own version."""
+    blob = json.dumps({"config": config.key(), "prm_lib": __version__, "key": CACHE_KEY_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -161,7 +169,7 @@ def load_or_train(
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{name}-training-"))
         try:
             train(config, out_dir=tmp, progress=progress, device=device)
-            shutil.rmtree(tmp / "checkpoint", ignore_errors=True)  # the final model is what the zoo keeps
+            shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)  # the final model is what the zoo keeps
             try:
                 tmp.rename(path)
             except OSError:  # trained concurrently elsewhere: keep theirs

@@ -9,11 +9,11 @@ import pytest
 from prm_lib import ablation
 from prm_lib.aggregate import aggregate_many
 from prm_lib.metrics import auroc, first_error_scores, step_metrics
-from prm_lib.train import test_set
+from prm_lib.training_data import test_set
 from prm_lib.zoo import config_hash, preset
 
 LOSS_FIELDS = {"pos_weight", "mask_after_first_error", "later_step_weight", "ranking_weight"}
-TINY = dataclasses.replace(preset("tiny"), max_steps=8, eval_every=8, max_ops=2)
+TINY = preset("tiny").replace(max_steps=8, eval_every=8, max_ops=2)
 
 
 def test_variants_differ_from_the_base_only_in_their_loss_settings():

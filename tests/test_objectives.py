@@ -13,7 +13,8 @@ from prm_lib.data import PRMSample
 from prm_lib.metrics import auroc
 from prm_lib.model import CONFIG_FILE, ProcessRewardModel
 from prm_lib.objectives import OBJECTIVES, last_step_mask, objective, outcome_targets
-from prm_lib.train import TrainConfig, Trainer, build_data
+from prm_lib.train import TrainConfig, Trainer
+from prm_lib.training_data import build_data
 from prm_lib.verify import PRMVerifier
 from prm_lib.zoo import load_or_train, preset, zoo_path
 
@@ -53,7 +54,7 @@ def test_one_mapping_gives_each_objective_its_targets_mask_and_metric():
 
 
 def test_the_orm_loss_reads_only_the_last_step_and_the_prm_loss_every_step():
-    config = dataclasses.replace(preset("tiny-orm"), n_train=16, n_val=4)
+    config = preset("tiny-orm").replace(n_train=16, n_val=4)
     train_set, val_set = build_data(config)
     torch.manual_seed(0)
     prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
@@ -72,7 +73,7 @@ def test_the_orm_loss_reads_only_the_last_step_and_the_prm_loss_every_step():
             last[rows, ends] = 1 - last[rows, ends]  # flip the last step's label of every row
             losses[name] = (base, float(trainer.loss_on(dataclasses.replace(batch, labels=early))),
                             float(trainer.loss_on(dataclasses.replace(batch, labels=last))))
-        assert trainer.batch_weight(batch) == (len(enc) if name == "orm" else float(batch.step_mask.sum()))
+        assert float(trainer.term_weights(batch)[0]) == (len(enc) if name == "orm" else float(batch.step_mask.sum()))
     base, early, last = losses["orm"]
     assert early == pytest.approx(base, abs=1e-6) and last != pytest.approx(base, abs=1e-4)
     base, early, last = losses["prm"]
@@ -86,7 +87,7 @@ def test_a_trained_orm_is_evaluated_on_its_last_step_and_saved_as_an_orm(zoo_orm
     _, val_set = build_data(config)
     last = [p[-1] for p in model.score_batch([s.as_item() for s in val_set])]
     truth = [s.meta["answer"] == s.meta["final_answer"] for s in val_set]
-    assert metrics["final"]["n_solutions"] == config.n_val
+    assert metrics["final"]["n_solutions"] == config.data.n_val
     assert metrics["final"]["outcome_auroc"] == pytest.approx(auroc(last, truth), abs=1e-6)
     assert "step_auroc" not in metrics["final"]
     model.save(tmp_path / "orm")

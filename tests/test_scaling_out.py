@@ -16,7 +16,8 @@ from prm_lib.distributed import FSDP_CONFIG
 from prm_lib.loss import prm_loss
 from prm_lib.memory import QWEN25_SHAPES, fsdp_gib, memory_table, plain_gib, prm_size
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import Trainer, build_data, length_bucketed_batches
+from prm_lib.train import Trainer, length_bucketed_batches
+from prm_lib.training_data import build_data
 from prm_lib.zoo import preset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import torch
 from prm_lib.model import ProcessRewardModel
 from prm_lib.surprise import SurpriseReader
 from prm_lib.synthetic import SEED_PROBLEMS, generate, split_of
-from prm_lib.train import TrainConfig, Trainer, build_data
+from prm_lib.train import TrainConfig, Trainer
+from prm_lib.training_data import build_data
 from prm_lib.zoo import preset
 
 ITEMS = [("What is 9 × 2?", ["I need to multiply 9 by 2.", "9 × 2 = 16.", "The answer is 16."]),
@@ -126,9 +127,11 @@ def copy_params(module):
     return [p.detach().clone() for p in module.parameters()]
 
 
-def test_surprise_setting_keeps_earlier_hashes_and_enters_its_own():
-    assert "surprise" not in TrainConfig().to_dict()
-    assert TrainConfig(surprise=True).to_dict()["surprise"] is True
+def test_surprise_setting_enters_the_cache_key():
+    from prm_lib.zoo import config_hash
+
+    assert TrainConfig().to_dict()["surprise"] is False and TrainConfig(surprise=True).to_dict()["surprise"] is True
+    assert config_hash(TrainConfig()) != config_hash(TrainConfig(surprise=True))
 
 
 def test_a_sequence_that_extends_one_read_before_runs_only_its_new_tokens():
@@ -164,8 +167,8 @@ def test_a_sequence_that_extends_one_read_before_runs_only_its_new_tokens():
 
 def test_the_course_presets_never_train_on_the_seed_tutorials_problems():
     for name in ("cpu-reader", "gpu-qwen2.5-0.5b"):
-        config = dataclasses.replace(preset(name), n_train=3000)
-        assert config.hold_out_seed_problems and config.surprise and config.direct_rate > 0
+        config = preset(name).replace(n_train=3000)
+        assert config.data.hold_out_seed_problems and config.surprise and config.data.direct_rate > 0
         train, val = build_data(config)
         assert not {s.problem for s in train + val} & set(SEED_PROBLEMS), name
     # the same generator without the hold-out does write some of them (so the check above can fail)

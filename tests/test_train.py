@@ -11,7 +11,9 @@ import torch
 from prm_lib.cli import main as cli
 from prm_lib.metrics import auroc
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import TrainConfig, Trainer, build_data, last_step_mask, length_bucketed_batches, train
+from prm_lib.objectives import last_step_mask
+from prm_lib.train import SYNTHETIC_FIELDS, TrainConfig, Trainer, length_bucketed_batches, train
+from prm_lib.training_data import build_data
 from prm_lib.zoo import PRESETS, config_hash, effective_config, load_or_train, preset, zoo_path
 
 TINY = preset("tiny")
@@ -30,7 +32,7 @@ def test_training_lowers_the_loss_and_evaluates_on_held_out_problems():
     truth = [t >= 0.5 for s in val for t in s.targets]
     assert result.final["step_auroc"] == pytest.approx(auroc(flat, truth), abs=1e-6)
     assert result.final["step_auroc"] != result.evals[0]["step_auroc"]  # read from the trained weights
-    assert result.final["n_solutions"] == TINY.n_val and result.final["n_steps"] == len(flat)
+    assert result.final["n_solutions"] == TINY.data.n_val and result.final["n_steps"] == len(flat)
 
 
 def test_deterministic_from_a_seed():
@@ -95,7 +97,7 @@ def test_orm_reads_only_the_last_step():
     outcome = [s.meta["answer"] == s.meta["final_answer"] for s in val]
     assert outcome != [s.is_correct for s in val]  # the data hold solutions whose steps and outcome disagree
     assert result.final["outcome_auroc"] == pytest.approx(auroc(last, outcome), abs=1e-6)
-    assert result.final["n_solutions"] == config.n_val and "step_auroc" not in result.final
+    assert result.final["n_solutions"] == config.data.n_val and "step_auroc" not in result.final
     assert result.model.objective == "orm"
 
 
@@ -155,12 +157,18 @@ def test_cli_help_documents_presets_and_every_option(capsys):
     for name, entry in PRESETS.items():
         assert f"  {name} " in text and entry.description in text
     settings = " ".join(text[text.index("settings (override"):].split())
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+    cpu = preset("cpu")
+    names = {f.name: getattr(cpu, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "data"}
+    names.update({flag: getattr(cpu.data, name) for flag, name in SYNTHETIC_FIELDS.items()})
+    assert "data_seed" in names and "n_train" in names and "max_length" in names and "grad_accum" in names
+    for name, value in names.items():
+        flag = "--" + name.replace("_", "-")
         m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ )?\(([^)]*)\)", settings)
         assert m, flag
         # the default is the chosen preset's value (the cpu preset's shown), not the cpu preset's whatever --preset says
-        assert m.group(1).endswith(f"default: the preset's value; cpu's is {getattr(preset('cpu'), f.name)}"), m.group(0)
+        shown = value.encode("unicode_escape").decode() if name == "separator" else value
+        assert m.group(1).endswith(f"default: the preset's value; cpu's is {shown}"), m.group(0)
+    assert "--train-file" in text and "--val-file" in text and "--format" in text
 
 
 def test_cli_export_writes_math_shepherd_as_jsonl_that_reads_back(tmp_path, capsys):
@@ -219,7 +227,7 @@ def test_compiled_training_takes_every_width_in_one_graph(monkeypatch, implicit)
     monkeypatch.setattr(train_module, "COMPILE_OPTIONS", {"dynamic": True, "backend": "aot_eager"})
     torch._dynamo.reset()
     counters.clear()
-    config = dataclasses.replace(TINY, compile=True, n_train=64, n_val=4)
+    config = TINY.replace(compile=True, n_train=64, n_val=4)
     torch.manual_seed(0)
     prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
     prm.implicit_positions = implicit  # True: the path CUDA takes (no positions, a prepared "no mask")
@@ -242,7 +250,7 @@ def test_compiled_training_takes_every_width_in_one_graph(monkeypatch, implicit)
 
 
 def test_trainer_token_budget_option_covers_each_epoch_and_is_a_pure_function_of_the_step():
-    config = dataclasses.replace(TINY, n_train=120, n_val=8, max_steps=4)
+    config = TINY.replace(n_train=120, n_val=8, max_steps=4)
     torch.manual_seed(0)
     prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
     train_set, val_set = build_data(config)
@@ -266,7 +274,7 @@ def test_trainer_token_budget_option_covers_each_epoch_and_is_a_pure_function_of
 
 
 # ---- the trainer's optimizer, frozen embeddings, compile padding and loss options ------------------------
-SMALL = dataclasses.replace(TINY, n_train=32, n_val=4, max_steps=4, eval_every=4)
+SMALL = TINY.replace(n_train=32, n_val=4, max_steps=4, eval_every=4)
 
 
 def small_trainer(evaluate=True, **changes):
@@ -368,12 +376,12 @@ def test_each_loss_option_reaches_the_trainers_loss_and_changes_training(option,
 
 def test_test_set_is_the_chapters_held_out_split():
     from prm_lib.synthetic import generate
-    from prm_lib.train import test_set
+    from prm_lib.training_data import test_set
     from prm_lib.zoo import preset
 
     config = preset("cpu-reader")
     test = test_set(config, n=50)
-    same = generate(50, seed=123, split="test", error_rate=0.5, max_ops=config.max_ops, direct_rate=config.direct_rate)
+    same = generate(50, seed=123, split="test", error_rate=0.5, max_ops=config.data.max_ops, direct_rate=config.data.direct_rate)
     assert [s.as_item() for s in test] == [s.as_item() for s in same]
     validation = test_set(config, n=50, split="validation")
     assert not {s.problem for s in test} & {s.problem for s in validation}
