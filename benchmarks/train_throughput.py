@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed trainer steps (after 3 warm-up steps)")
     parser.add_argument("--seed-steps", type=int, default=40, help="timed steps of the seed's loop (samples)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--precision", default=None, help="fp32, bf16 (mixed: fp32 weights) or bf16-pure "
+                                                          "(default: the trainer's, bf16 on CUDA)")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--max-len", type=int, default=None,
                         help="train only on solutions of at most this many tokens (with --compile: padded to it)")
@@ -79,7 +81,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     config = preset(args.preset)
-    changes = {"max_steps": args.steps + 3, "eval_every": 10**9, "compile": args.compile}
+    changes = {"max_steps": args.steps + 3, "eval_every": 10**9, "compile": args.compile, "precision": args.precision}
     if args.backbone:
         changes["backbone"] = args.backbone
     if args.n_layers is not None:
@@ -281,6 +283,7 @@ def main() -> None:
         "device": str(device),
         "hardware": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads",
         "dtype": str(next(prm.backbone.parameters()).dtype),
+        "precision": trainer.precision,
         "compile": args.compile,
         "batch_size": config.batch_size,
         "pad_to_multiple_of": trainer.pad_to_multiple_of,

@@ -4,15 +4,22 @@ Parameter counts come from the backbone's real shape, built on PyTorch's meta
 device (no weights are allocated or downloaded); bytes per parameter follow from
 how each path keeps its state:
 
-* one GPU or plain data parallel (``prm_lib``'s default on CUDA): bf16 weights,
-  bf16 gradients and AdamW's two moments in bf16: 8 bytes per parameter, whole
-  on every GPU;
+* one GPU or plain data parallel in mixed precision (``prm_lib``'s default on CUDA,
+  ``precision="bf16"``): fp32 weights, fp32 gradients and AdamW's two moments in fp32
+  (16 bytes per parameter), plus the bf16 copies of the weights that autocast keeps
+  while a step runs (2 bytes): 18 bytes per parameter, whole on every GPU;
+* the same in pure bf16 (``precision="bf16-pure"``): 8 bytes per parameter, but an
+  update smaller than about 1/256 of its weight rounds away;
 * FSDP (``prm_lib/accelerate_fsdp.yaml``): fp32 weights, gradients and both moments (16 bytes
   per parameter) split across the GPUs, plus, while a unit runs, its weights
   gathered in bf16 (this one and the next, prefetched) and its bf16 gradients
   before they are reduce-scattered: 6 bytes per parameter of the largest unit.
 
-Activations come on top of both and grow with the tokens per GPU (batch size times
+A PRM that reads the frozen LM's surprise (``surprise=True``) also holds that whole LM
+(body and LM head) in bf16 on every GPU, and while it reads, one chunk of fp32 logits
+(``prm_lib.surprise.LOGIT_CHUNK_BYTES``): ``surprise_lm_gib``.
+
+Activations come on top of all of these and grow with the tokens per GPU (batch size times
 length); they are not counted here.
 """
 
@@ -29,7 +36,8 @@ QWEN25_SHAPES: dict[str, dict] = {
     "Qwen2.5-7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                        num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
 }
-PLAIN_BYTES = 8  # bf16 weight + gradient + 2 AdamW moments
+MIXED_BYTES = 18  # fp32 weight + gradient + 2 AdamW moments, and autocast's bf16 copy of the weight
+PURE_BF16_BYTES = 8  # bf16 weight + gradient + 2 AdamW moments
 FSDP_BYTES = 16  # fp32 weight + gradient + 2 AdamW moments, sharded
 UNIT_BYTES = 6  # bf16: two gathered units' weights and one unit's gradients
 GIB = 1024**3
@@ -43,6 +51,7 @@ class PRMSize:
     total: int
     layer: int  # one decoder layer: FSDP's unit
     root: int  # what is not in a layer (embeddings, final norm, value head): FSDP's root unit
+    lm_head: int = 0  # the LM head's own weights (0 when tied to the embeddings): the frozen surprise LM has them
 
     @property
     def largest_unit(self) -> int:
@@ -63,12 +72,25 @@ def prm_size(name: str, shape: dict | None = None) -> PRMSize:
     head = shape["hidden_size"] + 1  # the value head: one weight per hidden unit and a bias
     total = sum(p.numel() for p in body.parameters()) + head
     layer = sum(p.numel() for p in body.layers[0].parameters())
-    return PRMSize(name, total, layer, total - layer * shape["num_hidden_layers"])
+    lm_head = 0 if shape.get("tie_word_embeddings", True) else shape["vocab_size"] * shape["hidden_size"]
+    return PRMSize(name, total, layer, total - layer * shape["num_hidden_layers"], lm_head)
+
+
+def mixed_gib(size: PRMSize) -> float:
+    """Weights, gradients and AdamW state on every GPU without sharding, mixed precision (the default), in GiB."""
+    return size.total * MIXED_BYTES / GIB
 
 
 def plain_gib(size: PRMSize) -> float:
-    """Weights, gradients and AdamW state on every GPU without sharding, in GiB."""
-    return size.total * PLAIN_BYTES / GIB
+    """The same in pure bf16 (``precision="bf16-pure"``), in GiB."""
+    return size.total * PURE_BF16_BYTES / GIB
+
+
+def surprise_lm_gib(size: PRMSize) -> float:
+    """The frozen whole LM a surprise-reading PRM keeps beside it, in bf16, and one chunk of its logits, in GiB."""
+    from .surprise import LOGIT_CHUNK_BYTES
+
+    return ((size.total + size.lm_head) * 2 + LOGIT_CHUNK_BYTES) / GIB
 
 
 def fsdp_gib(size: PRMSize, n_gpus: int) -> float:
@@ -79,14 +101,15 @@ def fsdp_gib(size: PRMSize, n_gpus: int) -> float:
 
 
 def memory_table(names: tuple[str, ...] = tuple(QWEN25_SHAPES), gpus: tuple[int, ...] = (2, 4, 8)) -> list[dict]:
-    """One row per backbone: parameters (billions), GiB on one GPU (bf16 or fp32 state), and per GPU
-    under FSDP (fp32 state) on each GPU count."""
+    """One row per backbone: parameters (billions), GiB on one GPU (mixed precision, the default, or pure
+    bf16), per GPU under FSDP (fp32 state) on each GPU count, and what reading the frozen LM's surprise adds."""
     rows = []
     for name in names:
         size = prm_size(name)
         row = {"backbone": name, "parameters (B)": round(size.total / 1e9, 2),
-               "1 GPU, bf16 state": round(plain_gib(size), 1),
-               "1 GPU, fp32 state": round(size.total * FSDP_BYTES / GIB, 1)}
+               "1 GPU, mixed": round(mixed_gib(size), 1),
+               "1 GPU, pure bf16": round(plain_gib(size), 1)}
         row.update({f"FSDP, {n} GPUs": round(fsdp_gib(size, n), 1) for n in gpus})
+        row["+ surprise LM"] = round(surprise_lm_gib(size), 1)
         rows.append(row)
     return rows

@@ -653,6 +653,9 @@ class Trainer:
                     "world_size": self.accelerator.num_processes,
                     "engine": self.accelerator.distributed_type.value,
                     "precision": self.precision,
+                    # this process's peak, weights, gradients, optimizer state and activations together
+                    "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)
+                    if self.model.device.type == "cuda" or torch.cuda.is_initialized() else None,
                 },
                 indent=1,
             )

@@ -163,7 +163,7 @@ def read_training_file(path: str | Path, fmt: str) -> list[PRMSample]:
     """Every record of a training file, or an error that names the file (and line) and what is wrong.
 
     A missing or empty file, and a file whose first record is in another format than ``fmt``, are
-    named as such before any record is parsed."""
+    named as such before any record is parsed. Each sample's ``meta["source"]`` is its ``file:line``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
@@ -184,7 +184,10 @@ def read_training_file(path: str | Path, fmt: str) -> list[PRMSample]:
         hint = f"it looks like {looks}" if looks else f"its fields are {', '.join(sorted(record)) or 'none'}"
         raise FormatError(f"{path}:{first[0]}: not a {fmt} record ({hint}); {fmt} records have the fields "
                           f"{', '.join(sorted(_FORMAT_FIELDS[fmt]))}. Check --format")
-    return read(path, fmt)
+    samples = read(path, fmt)
+    for sample, line in zip(samples, record_lines(path)):  # the readers keep every record, in order
+        sample.meta["source"] = f"{path}:{line}"
+    return samples
 
 
 def record_lines(path: str | Path) -> list[int]:
