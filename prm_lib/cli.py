@@ -58,19 +58,21 @@ _unescape.__name__ = "str"
 
 def _add_setting(group: argparse._ArgumentGroup, flag: str, dest: str, annotation: str, shown: Any) -> None:
     if dest == "separator":  # typed with backslash escapes, and shown so
-        group.add_argument(flag, dest=dest, type=_unescape, default=None, metavar="STR",
+        group.add_argument(flag, dest=dest, type=_unescape, default=argparse.SUPPRESS, metavar="STR",
                            help=f"(str, backslash escapes read: '\\n\\n' is two newlines; default: the preset's "
                                 f"value; cpu's is {shown.encode('unicode_escape').decode()})")
         return
     default = f"default: the preset's value; cpu's is {shown}"
     if annotation == "bool":
-        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=f"({default})")
+        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=f"({default})")
         return
     kind, optional = _field_type(annotation)
     if kind is None:
         raise TypeError(f"setting {dest} has a type the CLI cannot parse: {annotation}")
     metavar = "KIND=W,..." if kind is weights else kind.__name__.upper()
-    group.add_argument(flag, dest=dest, type=_none_or(kind) if optional else kind, default=None,
+    # unset settings leave no attribute (SUPPRESS), so "none" can set an optional one to None
+    group.add_argument(flag, dest=dest, type=_none_or(kind) if optional else kind, default=argparse.SUPPRESS,
                        metavar=metavar, help=f"({annotation}{'; none to unset' if optional else ''}; {default})")
 
 
@@ -121,7 +123,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = preset(args.preset)
     settings = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "data"] + list(SYNTHETIC_FIELDS)
-    overrides = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
+    overrides = {name: getattr(args, name) for name in settings if hasattr(args, name)}
     if args.train_file is None and (args.format or args.val_file):
         raise ValueError("--format and --val-file go with --train-file")
     if args.train_file is not None:

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .backbones import RANDOM_QWEN2_SHAPES, load_tokenizer
+from .backbones import RANDOM_QWEN2_SHAPES, keep_first_layers, load_tokenizer, smollm2_folder
 from .steps import DEFAULT_SEPARATOR
 
 TRL_VERSION = "1.13.0"
@@ -31,11 +31,12 @@ def _trl_prm() -> Any:
     return prm
 
 
-def token_classifier(backbone: str, seed: int = 0) -> tuple[Any, Any]:
+def token_classifier(backbone: str, seed: int = 0, n_layers: int | None = None) -> tuple[Any, Any]:
     """``(model, tokenizer)``: a 2-label token classifier on a backbone, as TRL's PRM trainer wants.
 
-    The random-init Qwen2 backbones (``tiny-qwen2``) are built from their shape; anything
-    else is a hub id or folder for ``AutoModelForTokenClassification``.
+    The random-init Qwen2 backbones (``tiny-qwen2``) are built from their shape; ``smollm2-135m`` is the
+    course's offline SmolLM2 (``prm_lib.backbones``); anything else is a hub id or folder for
+    ``AutoModelForTokenClassification``. ``n_layers`` keeps only the first k blocks, as a PRM's does.
     """
     import torch
     from transformers import AutoModelForTokenClassification, Qwen2Config, Qwen2ForTokenClassification
@@ -47,12 +48,21 @@ def token_classifier(backbone: str, seed: int = 0) -> tuple[Any, Any]:
                              **RANDOM_QWEN2_SHAPES[backbone])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return Qwen2ForTokenClassification(config), tokenizer
-    return AutoModelForTokenClassification.from_pretrained(backbone, num_labels=2), tokenizer
+            model = Qwen2ForTokenClassification(config)
+    else:
+        folder = smollm2_folder() if backbone == "smollm2-135m" else backbone
+        with torch.random.fork_rng(devices=[]):  # the new classification head's initialisation
+            torch.manual_seed(seed)
+            model = AutoModelForTokenClassification.from_pretrained(folder, num_labels=2, dtype=torch.float32)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    if n_layers is not None:
+        keep_first_layers(model, n_layers)
+    return model, tokenizer
 
 
 def trl_prm_trainer(data_dir: str | Path, out_dir: str | Path, backbone: str = "tiny-qwen2", max_steps: int = 6,
-                   batch_size: int = 8, learning_rate: float = 1e-3, **config: Any) -> Any:
+                   batch_size: int = 8, learning_rate: float = 1e-3, n_layers: int | None = None, **config: Any) -> Any:
     """TRL's ``PRMTrainer``, ready to ``train()``, on ``data_dir/{train,validation}.jsonl``.
 
     CPU-friendly defaults (fp32, no gradient checkpointing); ``config`` overrides any
@@ -69,7 +79,7 @@ def trl_prm_trainer(data_dir: str | Path, out_dir: str | Path, backbone: str = "
     for path in files.values():
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: write it with python -m prm_lib export --format trl --out {data_dir}")
-    model, tokenizer = token_classifier(backbone)
+    model, tokenizer = token_classifier(backbone, n_layers=n_layers)
     settings = dict(output_dir=str(out_dir), step_separator=DEFAULT_SEPARATOR, per_device_train_batch_size=batch_size,
                     per_device_eval_batch_size=batch_size, max_steps=max_steps, learning_rate=learning_rate,
                     bf16=False, gradient_checkpointing=False, logging_steps=1, report_to="none", save_strategy="no",

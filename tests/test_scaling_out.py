@@ -133,9 +133,10 @@ from prm_lib.cli import main
 
 save = train.Trainer.save_checkpoint
 def save_then_crash(self):
-    save(self)
+    path = save(self)
     if self.step == 4:
         sys.exit(3)
+    return path
 train.Trainer.save_checkpoint = save_then_crash
 sys.exit(main(sys.argv[1:]))
 """
@@ -152,9 +153,10 @@ def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_from_its_shar
     crashed = subprocess.run([*launch, str(crash), *ARGS, "--out", str(out)], env=env, capture_output=True, text=True,
                              timeout=300, cwd=ROOT)
     assert crashed.returncode != 0 and not (out / "metrics.json").exists()
-    shards = sorted(p.name for p in (out / "checkpoint" / "sharded").iterdir())
+    ckpt = out / "checkpoints" / "step-0000004"
+    shards = sorted(p.name for p in (ckpt / "sharded").iterdir())
     assert "optimizer_0" in shards and "pytorch_model_fsdp_0" in shards  # accelerate's sharded state, not one file
-    assert torch.load(out / "checkpoint" / "trainer_state.pt", weights_only=False)["step"] == 4
+    assert torch.load(ckpt / "trainer_state.pt", weights_only=False)["step"] == 4
     run([*launch, "-m", "prm_lib", *ARGS, "--out", str(out)], env=env)  # the same command resumes at step 4
     assert_same_training(one_process, out, "FSDP")
 

@@ -244,3 +244,40 @@ def test_likelihood_scorer_is_the_geometric_mean_probability_of_each_steps_token
         for (a, b), value in zip(encoded.step_spans, got):
             assert value == pytest.approx(math.exp(written[0, a:b].mean().item()), rel=1e-5)
             assert 0 < value <= 1
+
+
+# ---- a reader that refuses what it cannot read, in bounded memory ------------------------------------------
+def test_a_surprise_lm_with_another_tokenizer_is_refused():
+    with pytest.raises(ValueError, match="is not the tokenizer of the surprise LM 'smollm2-135m'"):
+        ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", surprise_from="smollm2-135m")
+
+
+def test_surprise_in_small_chunks_equals_the_whole_log_softmax(reading_prm, monkeypatch):
+    import prm_lib.surprise as surprise_module
+
+    source = reading_prm.surprise_source
+    ids = torch.tensor([reading_prm.encode(ITEMS)[0].input_ids] * 3)
+    with torch.no_grad():
+        logp = torch.log_softmax(source.lm(input_ids=ids).logits[:, :-1].float(), dim=-1)
+    want_written = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    want_best = logp.max(-1).values
+    monkeypatch.setattr(surprise_module, "LOGIT_CHUNK_BYTES", 4 * source.head.weight.shape[0] * 5)  # 5 positions a chunk
+    written, best = source.logprobs(ids)
+    assert torch.allclose(written[:, 1:], want_written, atol=1e-5) and torch.allclose(best[:, 1:], want_best, atol=1e-5)
+
+
+def test_the_reader_runs_on_prose_steps_of_the_processbench_fixture():
+    from pathlib import Path
+
+    from prm_lib.data import read_processbench
+
+    samples = read_processbench(Path(__file__).parent / "fixtures" / "processbench_long.jsonl")
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", surprise_from="tiny-qwen2")
+    encoded = prm.encode([s.as_item() for s in samples])
+    prm.attach_surprise(encoded)
+    for e, s in zip(encoded, samples):
+        assert len(e.surprise) == len(e) and e.surprise[0] == 0.0 and min(e.surprise) >= 0.0
+        assert len(s.steps) >= 5  # prose: long LaTeX steps, not the course's one-line arithmetic
+    scores = prm.score_batch([s.as_item() for s in samples])
+    assert [len(r) for r in scores] == [len(s.steps) for s in samples]
+    assert all(0.0 < p < 1.0 for row in scores for p in row)

@@ -87,13 +87,17 @@ def test_max_length_cuts_by_whole_steps_and_the_run_counts_what_it_cut_and_left_
     src = tmp_path / "train.jsonl"
     src.write_text("\n".join(lines[:20] + [json.dumps(long_problem)] + lines[20:]) + "\n")
     config = preset("tiny").replace(data=FileData(str(src), "trl", val_file=str(files / "val.trl.jsonl")),
-                                    max_length=40, max_steps=2, eval_every=2)
+                                    max_length=64, max_steps=2, eval_every=2)
     with pytest.warns(UserWarning, match="cut by whole steps"):
         train(config, out_dir=tmp_path / "run", progress=False)
     data = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]
-    assert data["n_skipped"] == 1 and data["skipped"][0]["where"] == f"{src}:21"
-    assert data["n_train"] == 40 and data["n_truncated"] > 0
-    assert ProcessRewardModel.load(tmp_path / "run", device="cpu").max_length == 40
+    skipped = {split: [r["where"] for r in data["skipped"] if r["split"] == split] for split in ("training", "validation")}
+    assert f"{src}:21" in skipped["training"]  # the long problem, named by its line
+    assert all(w.startswith(f"{src}:") for w in skipped["training"])
+    # nothing lost without a count: every record is trained on, or validated on, or named as left out
+    assert data["n_train"] + len(skipped["training"]) == 41 and data["n_val"] + len(skipped["validation"]) == 30
+    assert data["n_skipped"] == len(data["skipped"]) and data["n_truncated"] > 0
+    assert ProcessRewardModel.load(tmp_path / "run", device="cpu").max_length == 64
 
 
 # ---- bad input: a clear error that names the file (and line) ---------------------------------------------------

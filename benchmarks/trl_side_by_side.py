@@ -1,0 +1,169 @@
+"""prm_lib's trainer beside the last PRM trainer the field had (TRL 1.13's ``PRMTrainer``), in one run. One JSON line.
+
+    python benchmarks/trl_side_by_side.py                 # SmolLM2-135M cut to 8 layers, CPU, 150 steps of 8
+    python benchmarks/trl_side_by_side.py --smoke         # tiny-qwen2, 4 steps: checks the script
+
+Both train on the same TRL-format file (the ``cpu`` preset's synthetic data, written by ``prm_lib.data.write``),
+with the same backbone, batch size, step count and learning rate, and both are measured on the same held-out
+TRL-format test file (chapter 5's test set: 400 solutions, half of them wrong):
+
+* tokens per second: real (non-padding) tokens the trainer saw per second of training, from the tokenized
+  rows of the batches it drew (each tool's own sampler) over the wall-clock time of ``train()`` / ``fit()``;
+* peak memory: the largest resident set of the process that trained (each tool runs in its own process);
+* held-out step AUROC: P(correct) at each labelled step end (TRL: the softmax of its two-label head at the
+  positions its ``tokenize_row`` labels; prm_lib: ``score_batch``), against the labels.
+
+What differs by design, and is reported: TRL trains every parameter at one learning rate with a linear decay;
+prm_lib keeps the embeddings frozen and gives the new value head its own (higher) rate, with warmup and
+cosine decay, as its presets do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def write_files(root: Path, smoke: bool) -> dict:
+    from prm_lib.data import write
+    from prm_lib.training_data import test_set
+    from prm_lib.zoo import preset
+
+    config = preset("cpu").replace(n_train=200 if smoke else 2000, n_val=40 if smoke else 200)
+    train, val, _ = config.data.build()
+    write(train, root / "train.jsonl", "trl")
+    write(val, root / "validation.jsonl", "trl")
+    write(test_set(config, 40 if smoke else 400), root / "test.jsonl", "trl")
+    return {"n_train": len(train), "n_validation": len(val)}
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def run_prm_lib(root: Path, args: argparse.Namespace) -> dict:
+    import torch
+
+    from prm_lib.data import read
+    from prm_lib.metrics import auroc, flatten_steps
+    from prm_lib.train import train
+    from prm_lib.training_data import FileData
+    from prm_lib.zoo import preset
+
+    config = preset("cpu").replace(
+        backbone=args.backbone, n_layers=args.n_layers, batch_size=args.batch_size, max_steps=args.steps,
+        eval_every=args.steps, lr=args.lr, data=FileData(str(root / "train.jsonl"), "trl",
+                                                         val_file=str(root / "validation.jsonl")))
+    torch.manual_seed(0)
+    result = train(config, progress=False, device="cpu")
+    test = read(root / "test.jsonl", "trl")
+    probs, truth, _ = flatten_steps(result.model.score_batch([s.as_item() for s in test]), [s.targets for s in test])
+    return {"train_seconds": round(result.seconds, 1), "tokens": result.tokens,
+            "tokens_per_second": round(result.tokens / result.seconds, 1),
+            "loss_first_10": round(sum(h["loss"] for h in result.history[:10]) / 10, 4),
+            "loss_last_10": round(sum(h["loss"] for h in result.history[-10:]) / 10, 4),
+            "test_step_auroc": round(auroc(probs, truth >= 0.5), 4), "peak_rss_gib": round(peak_rss_gib(), 2),
+            "settings": {"lr": config.lr, "head_lr": config.head_lr, "schedule": "warmup 20, cosine",
+                         "frozen_embeddings": config.freeze_embeddings}}
+
+
+def run_trl(root: Path, args: argparse.Namespace) -> dict:
+    import numpy as np
+    import torch
+
+    from prm_lib.metrics import auroc
+    from prm_lib.steps import DEFAULT_SEPARATOR
+    from prm_lib.trl_interop import trl_prm_trainer
+
+    os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
+    torch.manual_seed(0)
+    trainer = trl_prm_trainer(root, Path(tempfile.mkdtemp()) / "trl_run", backbone=args.backbone, n_layers=args.n_layers,
+                              max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr)
+    seen = {"tokens": 0}
+
+    collate = trainer.data_collator  # counts the real tokens of every batch the trainer draws
+
+    def counting(rows):
+        seen["tokens"] += sum(len(r["input_ids"]) for r in rows)
+        return collate(rows)
+
+    trainer.data_collator = counting
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    # the same test file, the positions TRL labels, P(label 1 = correct)
+    from trl.experimental.prm import PRMTrainer
+
+    model, tokenizer = trainer.model.eval(), trainer.processing_class
+    scores, labels = [], []
+    with open(root / "test.jsonl") as f:
+        for line in f:
+            row = PRMTrainer.tokenize_row(json.loads(line), tokenizer, DEFAULT_SEPARATOR, max_length=None,
+                                          max_completion_length=None, train_on_last_step_only=False, is_eval=True)
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+            p = torch.softmax(logits.float(), -1)[:, 1].numpy()
+            for i, label in enumerate(row["labels"]):
+                if label != -100:
+                    scores.append(float(p[i]))
+                    labels.append(label)
+    return {"train_seconds": round(seconds, 1), "tokens": seen["tokens"],
+            "tokens_per_second": round(seen["tokens"] / seconds, 1),
+            "loss_first_10": round(float(np.mean(losses[:10])), 4), "loss_last_10": round(float(np.mean(losses[-10:])), 4),
+            "test_step_auroc": round(auroc(scores, labels), 4), "peak_rss_gib": round(peak_rss_gib(), 2),
+            "settings": {"lr": args.lr, "schedule": "linear decay (TRL's default)", "frozen_embeddings": False}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument("--n-layers", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--tool", choices=["trl", "prm_lib"], help=argparse.SUPPRESS)  # one side, in its own process
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.smoke:
+        args.backbone, args.n_layers, args.steps = "tiny-qwen2", None, 10
+    if args.tool:
+        side = {"trl": run_trl, "prm_lib": run_prm_lib}[args.tool](Path(args.data), args)
+        print(json.dumps(side))
+        return 0
+    import torch
+
+    root = Path(tempfile.mkdtemp())
+    out = {"benchmark": "trl_side_by_side", "backbone": args.backbone, "n_layers": args.n_layers, "steps": args.steps,
+           "batch_size": args.batch_size, "device": "cpu", "threads": torch.get_num_threads(),
+           **write_files(root, args.smoke)}
+    import trl
+
+    out["trl_version"] = trl.__version__
+    for tool in ("prm_lib", "trl"):
+        command = [sys.executable, __file__, "--tool", tool, "--data", str(root), "--backbone", args.backbone,
+                   "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+        command += ["--n-layers", str(args.n_layers)] if args.n_layers is not None else []
+        command += ["--smoke"] if args.smoke else []
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            out[tool] = {"error": done.stderr[-2000:]}
+            continue
+        out[tool] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "tokens_per_second" in out.get("prm_lib", {}) and "tokens_per_second" in out.get("trl", {}):
+        out["speed_ratio_prm_lib_over_trl"] = round(out["prm_lib"]["tokens_per_second"] / out["trl"]["tokens_per_second"], 2)
+        out["auroc_gap_prm_lib_minus_trl"] = round(out["prm_lib"]["test_step_auroc"] - out["trl"]["test_step_auroc"], 4)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
