@@ -13,7 +13,7 @@ Modules mirror the chapters:
   ``trl_interop`` (TRL 1.13's PRM trainer on exported data);
 * the classroom: ``exercises`` (checks for the code exercises); the student edition is course tooling,
   ``tools/student_edition.py`` in the repository;
-* ``joined_text``: the seed tutorial's method (steps joined into one text, searched for ``"\\n"``), kept to
+* ``joined_text``: the naive tutorial's method (steps joined into one text, searched for ``"\\n"``), kept to
   measure where it fails; ``progress``.
 """
 

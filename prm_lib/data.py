@@ -1,6 +1,6 @@
 """Step-labelled solutions: the ``PRMSample`` every chapter passes around.
 
-Chapter 3 of the course. Labels follow the seed: +1 (correct) / -1 (incorrect)
+Chapter 3 of the course. Labels follow the naive tutorial: +1 (correct) / -1 (incorrect)
 per step, or soft values in [0, 1] (Monte Carlo estimates, chapter 3).
 """
 

@@ -1,8 +1,8 @@
-"""The seed tutorial's method, re-implemented to measure where it goes wrong: the steps
+"""The naive tutorial's method, re-implemented to measure where it goes wrong: the steps
 joined into one text, whose token ids are then searched for ``"\\n"``.
 
 Chapters 2 and 5 and the benchmarks use it; nothing else in prm_lib does (``steps`` is
-how prm_lib finds step ends). The seed
+how prm_lib finds step ends). The naive tutorial
 (1) joined ``Problem: ...`` and ``Step i: ...`` lines into one string,
 (2) tokenized it, (3) walked the ids one by one in Python, calling ``.item()``
 on each, looking for the token id(s) of ``"\\n"``, and (4) added the last
@@ -25,13 +25,13 @@ from .batching import Batch
 
 
 def joined_format(problem: str, steps: Sequence[str]) -> str:
-    """The seed's text: a ``Problem:`` line, then ``Step i:`` lines, stripped."""
+    """The naive tutorial's text: a ``Problem:`` line, then ``Step i:`` lines, stripped."""
     lines = [f"Problem: {problem}"] + [f"Step {i + 1}: {s}" for i, s in enumerate(steps)]
     return "\n".join(lines).strip()
 
 
 def find_newline_positions(input_ids: torch.Tensor, tokenizer: Any, separator: str = "\n") -> list[int]:
-    """The seed's search: every token whose id is one of the ids of ``separator`` (by default ``"\\n"``),
+    """The naive tutorial's search: every token whose id is one of the ids of ``separator`` (by default ``"\\n"``),
     found one ``.item()`` at a time, plus the last token."""
     sep_ids = tokenizer.encode(separator, add_special_tokens=False)
     positions = []
@@ -45,7 +45,7 @@ def find_newline_positions(input_ids: torch.Tensor, tokenizer: Any, separator: s
 
 
 def joined_batch(prm: Any, problem: str, steps: Sequence[str]) -> Batch:
-    """One solution as the seed fed it: its text format, its step search, batch size 1."""
+    """One solution as the naive tutorial fed it: its text format, its step search, batch size 1."""
     ids = prm.tokenizer(joined_format(problem, steps), return_tensors="pt")["input_ids"][0]
     positions = find_newline_positions(ids, prm.tokenizer)
     n = len(ids)
@@ -60,7 +60,7 @@ def joined_batch(prm: Any, problem: str, steps: Sequence[str]) -> Batch:
 
 @torch.inference_mode()
 def joined_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[float], list[int]]:
-    """Score one solution the seed's way with ``prm``'s backbone and head: (probabilities, positions)."""
+    """Score one solution the naive tutorial's way with ``prm``'s backbone and head: (probabilities, positions)."""
     batch = joined_batch(prm, problem, steps)
     positions = batch.step_positions[0].tolist()
     probs = torch.sigmoid(prm(batch))[0]
@@ -69,14 +69,14 @@ def joined_score(prm: Any, problem: str, steps: Sequence[str]) -> tuple[list[flo
 
 def joined_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, steps: Sequence[str],
                       labels: Sequence[int]) -> tuple[float, int]:
-    """One step of the seed's training loop: one sample, the seed's step search, its loss (which
+    """One step of the naive tutorial's training loop: one sample, its step search, its loss (which
     silently keeps only the first ``min(#positions, #labels)`` labels), an optimizer step.
     Returns (loss, tokens)."""
     prm.train()
     batch = joined_batch(prm, problem, steps)
     scores = prm(batch)[0]
     targets = torch.tensor([(label + 1) / 2 for label in labels], device=prm.device, dtype=torch.float32)
-    k = min(len(scores), len(targets))  # the seed's silent truncation
+    k = min(len(scores), len(targets))  # the naive tutorial's silent truncation
     loss = F.binary_cross_entropy_with_logits(scores[:k], targets[:k])
     optimizer.zero_grad()
     loss.backward()
@@ -85,6 +85,6 @@ def joined_train_step(prm: Any, optimizer: torch.optim.Optimizer, problem: str, 
 
 
 def joined_training_targets(tokenizer: Any, problem: str, steps: Sequence[str], labels: Sequence[int]) -> list[int]:
-    """The labels the seed's loss actually used for a sample: the first min(#positions, #labels)."""
+    """The labels the naive tutorial's loss actually used for a sample: the first min(#positions, #labels)."""
     ids = tokenizer(joined_format(problem, steps), return_tensors="pt")["input_ids"][0]
     return list(labels[: min(len(find_newline_positions(ids, tokenizer)), len(labels))])

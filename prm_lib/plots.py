@@ -36,7 +36,7 @@ def step_scores(
 ) -> Figure:
     """One bar per step, its text beside it, red below ``threshold``; the first flagged step is marked.
 
-    Unlike the seed's chart, the step text sits in the tick labels (not over the bars, where
+    Unlike the naive tutorial's chart, the step text sits in the tick labels (not over the bars, where
     short bars hid it), unscored (NaN) steps are shown as such, and true labels can be overlaid.
     """
     if len(steps) != len(probs):

@@ -142,8 +142,9 @@ class SimulatedPolicy:
 
 
 def _worked_examples() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The worked examples of ``LMPolicy``'s prompt, solved by ``synthetic.solve`` with no error: one seed-style
-    problem and one two-operation word problem, both from the training split and neither a seed test problem."""
+    """The worked examples of ``LMPolicy``'s prompt, solved by ``synthetic.solve`` with no error: a one-operation
+    problem ("What is 6 × 7?") and a two-operation word problem, both from the training split and neither one of
+    the naive tutorial's test problems."""
     examples = (Problem("", "", 6, (Operation("mul", 7),), direct=True),
                 Problem("Leo", "shells", 12, (Operation("add", 5), Operation("mul", 2))))
     return tuple((p.text, tuple(solve(p, random.Random(0), error=None, restate=True).steps)) for p in examples)

@@ -1,6 +1,6 @@
 """Turning (problem, steps) into token ids and the positions where each step ends.
 
-Chapter 2 of the course. The seed tutorial joined the solution into one string
+Chapter 2 of the course. The naive tutorial joined the solution into one string
 and then searched the ids for the token of "\\n". With a byte-level BPE such as
 Qwen2's, punctuation merges with the newline after it (".\\n" is one token), so
 that search misses almost every step end. Here the alignment is correct by
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 DEFAULT_SEPARATOR = "\n\n"
 
-Label = float  # +1/-1 (the seed's convention) or a soft value in [0, 1]
+Label = float  # +1/-1 (as in the naive tutorial) or a soft value in [0, 1]
 
 
 @dataclass

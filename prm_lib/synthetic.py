@@ -14,11 +14,11 @@ Error kinds (at most one error is planted per solution):
   step (``After buying 5 more: 12 + 6 = 18``).
 * ``inconsistent_answer``: the final answer differs from the last result.
 
-Labels follow the seed's convention: the erroneous step and every later step
-that builds on its wrong value are -1. A *self-correction* ("Wait, let me
-check: 12 + 5 = 17.") re-derives the right value: it and the steps after it are
-+1, as in the seed's 15 / 3 example, so the solution's answer is right although
-one step was wrong.
+Labels follow the per-step convention (chapter 1), as the naive tutorial's do:
+the erroneous step and every later step that builds on its wrong value are -1.
+A *self-correction* ("Wait, let me check: 12 + 5 = 17.") re-derives the right
+value: it and the steps after it are +1, as in the naive tutorial's 15 / 3
+example, so the solution's answer is right although one step was wrong.
 
 What a 135M model learns in a short CPU run (chapter 5 measures it): errors visible within
 one step or against the step before it. Every kind here can be checked that way:
@@ -53,7 +53,7 @@ SPLITS = ("train", "validation", "test")
 NAMES = ["Sam", "Ava", "Noor", "Leo", "Mia", "Kofi", "Yuki", "Ines", "Omar", "Lena", "Ravi", "Zoe"]
 ITEMS = ["apples", "stickers", "marbles", "coins", "books", "pencils", "cards", "shells", "stamps", "beads"]
 SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
-DIRECT_SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "/"}  # as the seed writes them
+DIRECT_SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "/"}  # as the naive tutorial writes them
 SYMBOL_KIND = {symbol: kind for table in (SYMBOL, DIRECT_SYMBOL) for kind, symbol in table.items()}
 DIRECT_INTRO = {"add": "I need to add {a} and {b}.", "sub": "I need to subtract {b} from {a}.",
                 "mul": "I need to multiply {a} by {b}.", "div": "I need to divide {a} by {b}."}
@@ -71,7 +71,7 @@ NAMED_CLAUSES = {("mul", 2): "doubles them", ("mul", 3): "triples them"}  # smal
 NAMED_STEP_WORDS = {("mul", 2): "After doubling", ("mul", 3): "After tripling"}
 EQUATION = "{left} {symbol} {right} = {result}"
 OPERATION_STEP = "{words}: {equation}."  # a word problem's step
-DIRECT_STEP = "{equation}."  # a seed-style problem's step
+DIRECT_STEP = "{equation}."  # a one-operation problem's step
 RESTATE_STEP = "{name} starts with {start} {item}."
 CHECK_STEP = "Wait, let me check: {equation}."  # a self-correction: the right equation, after a wrong one
 RECOVERY_STEP = "Wait, that is wrong; recomputing from the start gives {value}."  # a policy's own fix
@@ -108,7 +108,7 @@ class Problem:
     item: str
     start: int
     ops: tuple[Operation, ...]
-    direct: bool = False  # the seed's style: "What is 9 × 2?", one operation, no story
+    direct: bool = False  # the naive tutorial's kind: "What is 9 × 2?", one operation, no story
 
     @property
     def text(self) -> str:
@@ -134,7 +134,7 @@ class Problem:
         return split_of(self.text)
 
 
-# The problems of the seed tutorial, as its text writes them: a training set built with
+# The problems of the naive tutorial, as its text writes them: a training set built with
 # ``generate(..., held_out=SEED_PROBLEMS)`` never contains the examples the book then tests on.
 SEED_PROBLEMS = ("What is 2 + 3?", "What is 5 + 7?", "What is 8 × 3?", "What is 10 - 4?", "What is 15 / 3?",
                  "What is 6 + 4?", "What is 9 × 2?", "What is 7 × 8?", "What is 12 / 4?", "What is 15% of 80?")
@@ -164,7 +164,7 @@ def random_operation(rng: random.Random, value: int) -> Operation:
 
 
 def random_direct_problem(rng: random.Random) -> Problem:
-    """A seed-style problem: one operation on small numbers (times tables, sums below 100)."""
+    """A problem of the naive tutorial's kind: one operation on small numbers (times tables, sums below 100)."""
     kind = rng.choice(["add", "sub", "mul", "div"])
     if kind == "add":
         a, b = rng.randint(2, 50), rng.randint(2, 50)
@@ -193,7 +193,7 @@ def random_problem(rng: random.Random, n_ops: int | None = None, max_ops: int = 
 
 
 def format_equation(left: int, kind: str, right: int, result: int, direct: bool = False) -> str:
-    """``left symbol right = result``, with the seed's symbols (``/``) for a direct problem."""
+    """``left symbol right = result``, with the naive tutorial's symbols (``/``) for a direct problem."""
     return EQUATION.format(left=left, symbol=(DIRECT_SYMBOL if direct else SYMBOL)[kind], right=right, result=result)
 
 
@@ -317,7 +317,7 @@ def solve(
 
 
 def _check_attempts(attempts: int, n: int, found: int, split: str | None, direct_rate: float) -> None:
-    """Stop a search for distinct problems that cannot succeed: a split (seed-style problems above all,
+    """Stop a search for distinct problems that cannot succeed: a split (one-operation problems above all,
     a few thousand in all) holds only so many, and without a bound the loop would never end."""
     if attempts > 50 * n + 1000:
         raise RuntimeError(f"could not find {n} distinct {split} problems (found {found} in {attempts - 1} draws, "
@@ -339,7 +339,7 @@ def generate(
 ) -> list[PRMSample]:
     """``n`` solutions of distinct problems in ``split`` (None: any), each wrong with ``error_rate``;
     word problems have ``n_ops`` operations, or 1 to ``max_ops`` at random; a ``direct_rate``
-    share are seed-style one-operation problems ("What is 9 × 2?"). The error kind is drawn
+    share are one-operation problems ("What is 9 × 2?"). The error kind is drawn
     uniformly from ``error_kinds``, or in proportion to ``error_weights`` (kind -> weight, 1 if absent).
     Problems whose text is in ``held_out`` (e.g. ``SEED_PROBLEMS``) are never written."""
     if split is not None and split not in SPLITS:
@@ -372,7 +372,7 @@ def generate(
 
 
 def times_table_probe(splits: Sequence[str] = ("validation", "test"), seed: int = 0) -> list[PRMSample]:
-    """Every fact a × b (a, b from 2 to 12) whose seed-style problem lies in ``splits`` (by default the
+    """Every fact a × b (a, b from 2 to 12) whose one-operation problem lies in ``splits`` (by default the
     ones no training set holds), written once right and once slipped (off by 1, 2 or 10), as
     three-step solutions: a probe of whether a PRM checks multiplication on facts it never trained on."""
     unknown = sorted(set(splits) - set(SPLITS))
