@@ -1,7 +1,8 @@
 # The commands of the README, for a fresh machine with Python 3.11:
 #   make book           set up .venv, execute every chapter, render HTML into _build/html
 #   make student-book   the student edition (no solutions) into _build/student_src/_build/html
-#   make test           set up .venv, run unit tests, nbval over every chapter, both editions' builds
+#   make test           set up .venv, train the course's models if not cached, run unit tests, nbval over every
+#                       chapter, both editions' builds
 #                       failing on warnings, and every page of both opened in headless Chromium
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -88,7 +89,7 @@ browser: setup browser-deps
 	$(BIN)/python -m pytest tests/browser -q
 
 test: setup
-	$(MAKE) --no-print-directory unit nbval book-check student-book browser
+	$(MAKE) --no-print-directory models unit nbval book-check student-book browser
 
 book: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going

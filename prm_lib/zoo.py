@@ -16,7 +16,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,34 @@ def zoo_path(name: str, config: TrainConfig) -> Path:
     return cache_dir() / "zoo" / f"{name}-{config_hash(effective_config(config))}"
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def estimate(config: TrainConfig) -> str:
+    """How long training ``config`` should take here, from the models of the same backbone and depth already in
+    the cache (their metrics.json: tokens per step and per second, and setup time), or why there is no estimate."""
+    same = []
+    for metrics_file in (cache_dir() / "zoo").glob("*/metrics.json"):
+        try:
+            m = json.loads(metrics_file.read_text())
+            c = m["config"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if (c.get("backbone"), c.get("n_layers"), c.get("surprise")) == (config.backbone, config.n_layers, config.surprise) \
+                and m.get("tokens_per_second") and m.get("history"):
+            same.append(m)
+    if not same:
+        return "no estimate yet: no model of this backbone and depth is in the cache (the progress bar shows the rate)"
+    rate = sum(m["tokens_per_second"] for m in same) / len(same)
+    per_solution = sum(m["train_tokens"] / len(m["history"]) / (m["config"]["batch_size"] * m["config"].get("grad_accum", 1))
+                       for m in same) / len(same)
+    seconds = config.max_steps * config.grad_accum * config.batch_size * per_solution / rate
+    setup = max(m.get("setup_seconds", 0.0) for m in same)
+    return (f"about {(seconds + setup) / 60:.0f} min here, judging by the {len(same)} model(s) of this backbone and "
+            f"depth in the cache ({rate:.0f} tokens/s)")
+
+
 def load_or_train(
     name: str,
     config: TrainConfig | None = None,
@@ -167,8 +197,14 @@ def load_or_train(
     if not (path / "metrics.json").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{name}-training-"))
+        start = time.perf_counter()
+        if progress:
+            _say(f"prm_lib.zoo: training {name!r}: it is not in the model cache yet ({path.parent}); "
+                 f"{estimate(config)}")
         try:
             train(config, out_dir=tmp, progress=progress, device=device)
+            if progress:
+                _say(f"prm_lib.zoo: trained {name!r} in {(time.perf_counter() - start) / 60:.1f} min; later runs load it")
             shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)  # the final model is what the zoo keeps
             try:
                 tmp.rename(path)
