@@ -10,7 +10,9 @@ Modules mirror the chapters:
 * chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 7: ``selection`` (best-of-N),
   ``processbench`` (first-error evaluation); chapter 8: ``search``;
 * appendix B: ``distributed`` (the trainer on accelerate: DDP or FSDP), ``memory`` (GPU memory per GPU),
-  ``trl_interop`` (TRL 1.13's PRM trainer on exported data);
+  ``trl_interop`` (TRL 1.13's PRM trainer on exported data), ``scorers`` (published PRMs read by their own
+  conventions: TRL token classifiers, Math-Shepherd, Qwen2.5-Math-PRM, RLHFlow), ``export`` (a PRM as a
+  Hugging Face token classifier);
 * the classroom: ``exercises`` (checks for the code exercises); the student edition is course tooling,
   ``tools/student_edition.py`` in the repository;
 * ``joined_text``: the naive tutorial's method (steps joined into one text, searched for ``"\\n"``), kept to

@@ -1,10 +1,12 @@
-"""Command line: ``python -m prm_lib {train,score,convert,eval,export} ...``.
+"""Command line: ``python -m prm_lib {train,score,convert,eval,export,export-model} ...``.
 
 ``train --train-file F --format FMT --backbone NAME --out DIR`` (or ``train --preset NAME --out DIR`` on
 the course's synthetic data) writes a model that ``ProcessRewardModel.load(DIR)`` reads and a
 ``metrics.json``; every ``TrainConfig`` setting can be overridden (``--max-steps 100``), and
 ``--help`` lists the presets and every option. ``eval --checkpoint DIR --data FILE.jsonl``
-prints ProcessBench-style first-error F1 as one JSON object.
+prints ProcessBench-style first-error F1 as one JSON object (``eval --scorer FAMILY --model NAME`` reads a
+published PRM instead, ``prm_lib.scorers``); ``export-model --checkpoint DIR --out DIR2`` writes a PRM as a
+Hugging Face token classifier (``prm_lib.export``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -182,33 +185,90 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from .scorers import CONVENTIONS, FAMILIES
+
+    conventions = "\n".join(
+        f"  {name:14} " + ", ".join(f"{f.name}={_shown(f.default)}" for f in dataclasses.fields(CONVENTIONS[name]))
+        for name in FAMILIES)
     p = sub.add_parser(
         "eval",
-        help="first-error F1 of a checkpoint on ProcessBench-style data",
+        help="first-error F1 of a checkpoint or a published PRM on ProcessBench-style data",
         description="Score every step of every record of a ProcessBench-style jsonl file (problem, steps, label = "
                     "index of the first wrong step or -1); predict the first error as the first step whose "
                     "P(correct) is below a threshold; print one JSON object: f1 (harmonic mean of acc_erroneous and "
                     "acc_correct), acc_erroneous, acc_correct, threshold, n (records scored), n_skipped and skipped "
-                    "(records that could not be scored, with the reason).",
+                    "(records that could not be scored, with the reason).\n\n"
+                    "The model is a prm_lib checkpoint (--checkpoint DIR) or a published PRM read by its family's "
+                    "conventions (--scorer FAMILY --model NAME_OR_PATH). Each family's conventions and their "
+                    "defaults (change one with --convention NAME=VALUE):\n" + conventions + "\n\n"
+                    "--fit-subset gsm8k fits the threshold on the records of that subset and applies it to the "
+                    "others, adding F1 per subset (subsets, each with its n_skipped) and their mean (f1_mean); a "
+                    "record's subset is its 'subset' field, else its 'source' field, else the prefix of its 'id' "
+                    "before '-N' (ProcessBench's ids: gsm8k-12).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="folder written by save() or train")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="folder written by save() or train")
+    model.add_argument("--scorer", choices=list(FAMILIES), help="read a published PRM of this family (with --model)")
+    p.add_argument("--model", default=None, help="with --scorer: a hub id or a local model folder")
+    p.add_argument("--convention", action="append", default=[], type=_escapes, metavar="NAME=VALUE",
+                   help="with --scorer: change one of the family's conventions (repeatable; backslash escapes read: "
+                        "separator=\\n\\n is two newlines)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="with --scorer: longest input in tokens (default: the model's)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="with --scorer: run the model folder's own code (a released model with a custom class, "
+                        "e.g. Qwen2.5-Math-PRM, needs it)")
     p.add_argument("--data", required=True, help="ProcessBench-style jsonl file to evaluate")
     fit = p.add_mutually_exclusive_group()
     fit.add_argument("--threshold", type=float, default=None, help="use this threshold instead of fitting one")
     fit.add_argument("--fit-data", default=None,
                      help="fit the threshold on this (validation) file; default: on --data itself, which flatters F1")
+    fit.add_argument("--fit-subset", default=None, metavar="SUBSET",
+                     help="fit the threshold on this subset of --data (e.g. gsm8k) and apply it to the other subsets")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--progress", action="store_true", help="show a progress bar while scoring")
 
 
+def _escapes(text: str) -> str:
+    r"""``\n``, ``\t``, ``\r`` and ``\\`` typed on a command line read as the characters; any other text,
+    non-ASCII included (Math-Shepherd's tag 'ки'), is kept as typed."""
+    return re.sub(r"\\([ntr\\])", lambda m: {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}[m.group(1)], text)
+
+
+def _shown(value: Any) -> str:
+    """A convention's default as typed on the command line; long ones (a chat template) cut short."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "...'"
+
+
+def _load_evaluated(args: argparse.Namespace) -> Any:
+    """The model ``eval`` reads: a prm_lib checkpoint, or a published PRM through its family's adapter."""
+    if args.checkpoint is not None:
+        given = [flag for flag, value in (("--model", args.model), ("--convention", args.convention),
+                                          ("--max-length", args.max_length),
+                                          ("--trust-remote-code", args.trust_remote_code)) if value]
+        if given:
+            raise ValueError(f"{', '.join(given)} go(es) with --scorer; a --checkpoint records its own settings")
+        from .model import ProcessRewardModel
+
+        return ProcessRewardModel.load(args.checkpoint, device=args.device)
+    if args.model is None:
+        raise ValueError("--scorer needs --model (a hub id or a local model folder)")
+    from .scorers import load_scorer, parse_conventions
+
+    return load_scorer(args.scorer, args.model, conventions=parse_conventions(args.scorer, args.convention),
+                       device=args.device, max_length=args.max_length, trust_remote_code=args.trust_remote_code)
+
+
 def _run_eval(args: argparse.Namespace) -> int:
-    from .model import ProcessRewardModel
     from .processbench import evaluate_processbench
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold {args.threshold} is not a probability in [0, 1]")
-    prm = ProcessRewardModel.load(args.checkpoint, device=args.device)
-    result = evaluate_processbench(prm, args.data, args.threshold, args.fit_data, progress=args.progress)
+    prm = _load_evaluated(args)
+    result = evaluate_processbench(prm, args.data, args.threshold, args.fit_data, progress=args.progress,
+                                   fit_subset=args.fit_subset)
     if result["n_skipped"]:
         print(f"warning: {result['n_skipped']} of {result['n_records']} records could not be scored "
               f"(listed under 'skipped'); first: {result['skipped'][0]['where']}: {result['skipped'][0]['reason']}",
@@ -247,12 +307,35 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-model", help="write a prm_lib PRM as a Hugging Face token-classification model",
+                       description="Write the PRM in --checkpoint to --out as a two-label token classifier that "
+                                   "AutoModelForTokenClassification.from_pretrained(OUT) loads (softmax index 1 is "
+                                   "the PRM's P(correct) exactly), with its tokenizer; config.prm_lib records the "
+                                   "separator, prm_lib's layout (a separator after the problem too), max_length and "
+                                   "the objective, which `eval --scorer trl --model OUT` reads. A PRM that reads a "
+                                   "frozen LM's surprise is refused; an ORM is exported, marked as read at its last "
+                                   "step only.")
+    p.add_argument("--checkpoint", required=True, help="folder written by save() or train")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def _run_export_model(args: argparse.Namespace) -> int:
+    from .export import export_token_classifier
+    from .model import ProcessRewardModel
+
+    prm = ProcessRewardModel.load(args.checkpoint, device="cpu")
+    print(json.dumps(export_token_classifier(prm, args.out)))
+    return 0
+
+
 COMMANDS = {"train": (_add_train, _run_train), "score": (_add_score, _run_score), "convert": (_add_convert, _run_convert),
-            "eval": (_add_eval, _run_eval), "export": (_add_export, _run_export)}
+            "eval": (_add_eval, _run_eval), "export": (_add_export, _run_export),
+            "export-model": (_add_export_model, _run_export_model)}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m prm_lib", description="Process Reward Models: train, score, convert, eval.")
+    parser = argparse.ArgumentParser(prog="python -m prm_lib", description="Process Reward Models: train, score, convert, eval, export.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(sub)

@@ -42,7 +42,7 @@ class EncodedSolution:
     step_end_positions: list[int]
     n_steps: int  # steps given; len(step_end_positions) is how many were kept
     labels: list[Label] | None = None
-    problem_length: int = 0  # tokens before the first step (prefix + problem + SEP)
+    problem_length: int = 0  # tokens before the first step (prefix + problem + SEP, or no SEP: problem_separator)
     step_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each kept step's text
     surprise: list[float] | None = None  # per token, from a frozen LM (prm_lib.surprise), once computed
 
@@ -131,6 +131,8 @@ def encode_solutions(
     separator: str = DEFAULT_SEPARATOR,
     labels: Sequence[Sequence[Label] | None] | None = None,
     skipped: list[int] | None = None,
+    problem_separator: bool = True,
+    prefix: Sequence[int] | None = None,
 ) -> list[EncodedSolution]:
     """Encode many solutions with one (fast, batched) tokenizer call.
 
@@ -139,6 +141,10 @@ def encode_solutions(
     that fits) and warns; its labels are cut to the same k steps. One whose problem and
     first step alone exceed ``max_length`` is an error, or, given a ``skipped`` list, is
     left out of the result and its index appended there.
+
+    The layout of other trainers: ``problem_separator=False`` puts no separator between the
+    problem and the first step, and ``prefix`` replaces the special ids put first (default:
+    ``special_prefix_ids``), as TRL's ``PRMTrainer`` does (``prm_lib.scorers.token_classifier``).
     """
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"{len(labels)} label lists for {len(items)} solutions")
@@ -158,7 +164,8 @@ def encode_solutions(
     sep_ids = list(ids.pop())
     if not sep_ids:
         raise ValueError(f"the tokenizer turns the separator {separator!r} into no tokens")
-    prefix = special_prefix_ids(tokenizer)
+    prefix = special_prefix_ids(tokenizer) if prefix is None else list(prefix)
+    problem_sep = sep_ids if problem_separator else []
 
     out: list[EncodedSolution] = []
     cursor = 0
@@ -169,7 +176,7 @@ def encode_solutions(
         for i, s in enumerate(step_ids):
             if not s:
                 raise ValueError(f"solution {n}: step {i + 1} tokenizes to no tokens ({steps[i]!r})")
-        input_ids = prefix + list(problem_ids) + sep_ids
+        input_ids = prefix + list(problem_ids) + problem_sep
         problem_length = len(input_ids)
         positions: list[int] = []
         spans: list[tuple[int, int]] = []
