@@ -18,7 +18,7 @@ Chapter 2 of the course. Two facts drive the design:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -138,3 +138,29 @@ def plan_batches(lengths: Sequence[int], policy: BatchPolicy) -> list[list[int]]
     if current:
         batches.append(current)
     return batches
+
+
+def score_in_batches(encoded: Sequence[EncodedSolution], policy: BatchPolicy,
+                     probabilities: "Callable[[list[int]], torch.Tensor]",
+                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs, mask): each solution's step probabilities in a (B, S) float64 tensor, NaN where a step was not
+    scored (cut by max_length, or padding), and the mask of each solution's steps.
+
+    ``probabilities(idx)`` scores the solutions ``idx`` (one planned batch) and returns their (len(idx), S')
+    probabilities on the device, NaN on padded steps. Results stay on the device until every batch is launched:
+    one copy at the end instead of a sync per batch, so the CPU collates batch i+1 while a GPU runs batch i."""
+    lengths = torch.tensor([e.n_steps for e in encoded], dtype=torch.long)
+    width = int(lengths.max()) if len(encoded) else 0
+    with torch.inference_mode(False):  # ordinary tensors, which the caller may change in place
+        # float64 holds every probability exactly, whatever dtype the head computed it in
+        probs = torch.full((len(encoded), width), float("nan"), dtype=torch.float64)
+        mask = torch.arange(width) < lengths.unsqueeze(1)
+    batches = plan_batches([len(e) for e in encoded], policy)
+    if progress:
+        from .progress import progress as progress_bar
+
+        batches = progress_bar(batches, desc="scoring", unit="batch")
+    pending = [(idx, probabilities(idx)) for idx in batches]
+    for idx, batch_probs in pending:  # steps past a row's n_scored (cut by max_length) stay NaN
+        probs[idx, : batch_probs.shape[1]] = batch_probs.cpu().double()
+    return probs, mask

@@ -26,7 +26,7 @@ from torch import nn
 from . import __version__
 from .aggregate import StepScores
 from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
-from .batching import Batch, BatchPolicy, collate, plan_batches
+from .batching import Batch, BatchPolicy, collate, score_in_batches
 from .objectives import objective as objective_by_name
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
 from .surprise import SurpriseReader, SurpriseSource
@@ -267,26 +267,13 @@ class ProcessRewardModel(nn.Module):
         self.attach_surprise(encoded, progress=progress)  # the frozen LM once per distinct solution, if read
         was_training = self.training
         self.eval()
-        lengths = torch.tensor([e.n_steps for e in encoded], dtype=torch.long)
-        width = int(lengths.max()) if len(encoded) else 0
-        with torch.inference_mode(False):  # ordinary tensors, which the caller may change in place
-            # float64 holds every probability exactly, whatever dtype the head computed it in
-            probs = torch.full((len(encoded), width), float("nan"), dtype=torch.float64)
-            mask = torch.arange(width) < lengths.unsqueeze(1)
-        batches = plan_batches([len(e) for e in encoded], policy)
-        if progress:
-            from .progress import progress as progress_bar
 
-            batches = progress_bar(batches, desc="scoring", unit="batch")
+        def probabilities(idx: list[int]) -> torch.Tensor:
+            batch = self.collate([encoded[i] for i in idx], padding_side)
+            return torch.sigmoid(self(batch)).masked_fill(~batch.step_mask, float("nan"))
+
         try:
-            # Probabilities stay on the device until every batch is launched: one copy at the end
-            # instead of a sync per batch, so the CPU collates batch i+1 while the GPU runs batch i.
-            pending = []
-            for idx in batches:
-                batch = self.collate([encoded[i] for i in idx], padding_side)
-                pending.append((idx, torch.sigmoid(self(batch)).masked_fill(~batch.step_mask, float("nan"))))
-            for idx, batch_probs in pending:  # steps past a row's n_scored (cut by max_length) stay NaN
-                probs[idx, : batch_probs.shape[1]] = batch_probs.cpu().double()
+            probs, mask = score_in_batches(encoded, policy, probabilities, progress)
         finally:
             self.train(was_training)
         scores = StepScores(probs, mask)

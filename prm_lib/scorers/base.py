@@ -19,7 +19,7 @@ import torch
 
 from ..aggregate import StepScores
 from ..backbones import default_dtype, ensure_pad_token, resolve_device
-from ..batching import Batch, BatchPolicy, collate, plan_batches
+from ..batching import Batch, BatchPolicy, collate, score_in_batches
 from ..objectives import objective as objective_by_name
 from ..steps import EncodedSolution, validate_solution
 
@@ -157,22 +157,12 @@ class StepScorer:
             raise ValueError(f"padding_side={padding_side!r}: adapters pad on the right only (a causal model's real "
                              "tokens then keep their positions 0..n-1 whatever the padding)")
         policy = policy or BatchPolicy.for_device(self.device)
-        lengths = torch.tensor([e.n_steps for e in encoded], dtype=torch.long)
-        width = int(lengths.max()) if len(encoded) else 0
-        with torch.inference_mode(False):  # ordinary tensors, which the caller may change in place
-            probs = torch.full((len(encoded), width), float("nan"), dtype=torch.float64)
-            mask = torch.arange(width) < lengths.unsqueeze(1)
-        batches = plan_batches([len(e) for e in encoded], policy)
-        if progress:
-            from ..progress import progress as progress_bar
 
-            batches = progress_bar(batches, desc="scoring", unit="batch")
-        pending = []
-        for idx in batches:
+        def probabilities(idx: list[int]) -> torch.Tensor:
             batch = collate([encoded[i] for i in idx], self.tokenizer.pad_token_id, "right").to(self.device)
-            pending.append((idx, self.read(batch).float().masked_fill(~batch.step_mask, float("nan"))))
-        for idx, batch_probs in pending:  # one copy back per batch, after every batch is launched
-            probs[idx, : batch_probs.shape[1]] = batch_probs.cpu().double()
+            return self.read(batch).float().masked_fill(~batch.step_mask, float("nan"))
+
+        probs, mask = score_in_batches(encoded, policy, probabilities, progress)
         scores = StepScores(probs, mask)
         return scores if padded else scores.rows()
 
