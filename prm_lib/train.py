@@ -297,13 +297,16 @@ class Trainer:
         self.model.separator = config.separator
         if config.max_length is not None:
             self.model.max_length = config.max_length
-        self.precision = resolve_precision(config.precision, model.device)
-        # master weights: fp32 unless the run is pure bf16 (the value head and the reader are fp32 either way)
-        backbone_dtype = torch.bfloat16 if self.precision == "bf16-pure" else torch.float32
-        if any(p.dtype != backbone_dtype for p in self.model.backbone.parameters()):
-            self.model.backbone.to(backbone_dtype)
-        self.mixed = self.precision in ("bf16", "bf16-pure")  # the forward pass under bf16 autocast
         self.accelerator = accelerator or make_accelerator(model.device)
+        if is_fsdp(self.accelerator):  # fp32 shards; the launch's mixed-precision policy casts for compute
+            self.precision, self.mixed = f"fsdp, mixed_precision={self.accelerator.mixed_precision}", False
+        else:
+            self.precision = resolve_precision(config.precision, model.device)
+            # master weights: fp32 unless the run is pure bf16 (the value head and the reader are fp32 either way)
+            backbone_dtype = torch.bfloat16 if self.precision == "bf16-pure" else torch.float32
+            if any(p.dtype != backbone_dtype for p in self.model.backbone.parameters()):
+                self.model.backbone.to(backbone_dtype)
+            self.mixed = self.precision in ("bf16", "bf16-pure")  # the forward pass under bf16 autocast
         self.is_main = self.accelerator.is_main_process
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress, self.on_eval = progress and self.is_main, on_eval
