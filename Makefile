@@ -21,7 +21,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS=1
 export TOKENIZERS_PARALLELISM=false
 export PYTHONHASHSEED=0
 
-.PHONY: setup test models unit nbval robustness book book-check student-book browser browser-deps notebooks bench clean
+.PHONY: setup test models unit nbval robustness book book-check student-book browser browser-deps notebooks timings bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -100,6 +100,12 @@ notebooks: setup
 	cd book && for nb in *.ipynb; do ../$(BIN)/jupyter-execute --inplace --timeout=3600 "$$nb"; done
 	# the exercise stubs' expected "not implemented" errors are not stored (nbval still runs them)
 	$(BIN)/python tools/student_edition.py clear-stubs book/*.ipynb
+	$(MAKE) --no-print-directory timings
+
+# book/_timings.md, the one table of chapter times (intro, instructors' page and README point to it),
+# computed from the cell times stored in the notebooks; run after re-executing any chapter.
+timings: setup
+	$(BIN)/python tools/timings.py
 
 bench: setup
 	$(BIN)/python benchmarks/score_throughput.py

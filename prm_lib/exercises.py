@@ -49,6 +49,35 @@ def _first_error(fn: Callable[..., Any]) -> int:
     return len(cases)
 
 
+# -- 1.4: ORM against PRM, what each head is trained toward -------------------------------------
+def _training_signal(fn: Callable[..., Any]) -> int:
+    from .data import PRMSample
+    from .objectives import objective
+
+    right, wrong = {"answer": 12, "final_answer": 12}, {"answer": 12, "final_answer": 10}
+    cases = [
+        ("a clean solution", PRMSample("p", ["a", "b", "c"], [1, 1, 1], meta=dict(right))),
+        ("an error carried to the end", PRMSample("p", ["a", "b", "c"], [1, -1, -1], meta=dict(wrong))),
+        ("a self-corrected solution", PRMSample("p", ["a", "b", "c", "d"], [1, -1, 1, 1], meta=dict(right))),
+        ("a self-corrected solution without answer fields", PRMSample("p", ["a", "b", "c"], [1, -1, 1])),
+        ("soft labels", PRMSample("p", ["a", "b"], [0.9, 0.25])),
+        ("one wrong step", PRMSample("p", ["a"], [-1], meta=dict(wrong))),
+    ]
+    for name, sample in cases:
+        for kind in ("prm", "orm"):
+            o = objective(kind)
+            targets = o.targets([sample])[0]
+            read = o.loss_mask(torch.ones(1, len(sample.steps), dtype=torch.bool))[0].tolist()
+            expected = [float(t) if r else None for t, r in zip(targets, read)]
+            got = fn(sample, kind)
+            ok = isinstance(got, (list, tuple)) and len(got) == len(expected) and all(
+                (g is None) == (e is None) and (e is None or _close(g, e)) for g, e in zip(got, expected))
+            if not ok:
+                _fail("1.4", f"{name} ({kind!r}), labels {sample.labels}, meta {sample.meta}",
+                      got if not isinstance(got, tuple) else list(got), expected)
+    return 2 * len(cases)
+
+
 # -- 2.4: step ends, by construction ------------------------------------------------------------
 def _step_ends(fn: Callable[..., Any]) -> int:
     from .backbones import load_tokenizer
@@ -245,6 +274,7 @@ def _survivors(fn: Callable[..., Any]) -> int:
 
 EXERCISES: dict[str, Exercise] = {
     "1.3": Exercise("the first error", _first_error),
+    "1.4": Exercise("ORM against PRM: the training signal", _training_signal),
     "2.4": Exercise("step ends, by construction", _step_ends),
     "3.4": Exercise("Monte Carlo labels from rollouts", _mc_labels),
     "4.4": Exercise("masked per-step BCE", _masked_bce),

@@ -148,10 +148,26 @@ def _step(model, batch, optimizer, scheduler, max_norm, loss_fn=None, clip=True,
     return loss.item()
 
 
+def _signal(sample, kind, orm_everywhere=False, orm_from_steps=False, raw_labels=False):
+    n = len(sample.steps)
+    if kind == "prm":
+        return [float(x) for x in sample.labels] if raw_labels else [float(t) for t in sample.targets]
+    if orm_from_steps or "answer" not in sample.meta:
+        outcome = float(sample.is_correct) if not orm_from_steps else float(sample.targets[-1] >= 0.5)
+    else:
+        outcome = float(sample.meta["final_answer"] == sample.meta["answer"])
+    return [outcome] * n if orm_everywhere else [None] * (n - 1) + [outcome]
+
+
 WRONG = {
     "1.3": [lambda labels: labels.index(-1),  # no error: ValueError instead of -1
             lambda labels: next((i for i, x in enumerate(labels) if x < 0), None),
             lambda labels: next((i + 1 for i, x in enumerate(labels) if x < 0), -1)],
+    "1.4": [lambda s, k: _signal(s, k, orm_everywhere=True),  # the ORM's label on every step
+            lambda s, k: _signal(s, k, orm_from_steps=True),  # the outcome read off the last step's label
+            lambda s, k: _signal(s, k, raw_labels=True),  # the PRM's targets as labels of -1 and +1
+            lambda s, k: [float(s.is_correct)] * (len(s.steps) - 1) + [float(s.is_correct)] if k == "orm"
+            else [float(t) for t in s.targets]],  # the ORM's outcome as "every step right"
     "2.4": [_step_ends_before_separator, _step_ends_joined],
     "3.4": [lambda r, g: ([int(any(a == g for a in x)) for x in r], [sum(a == g for a in x) / len(x) for x in r]),  # int gold
             lambda r, g: ([int(any(a == str(g) for a in x)) for x in r], [float(any(a == str(g) for a in x)) for x in r])],
