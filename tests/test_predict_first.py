@@ -12,7 +12,8 @@ sys.path.insert(0, str(ROOT / "tools"))  # course tooling, not part of prm_lib
 from student_edition import student_notebook  # noqa: E402
 
 CHAPTERS = [ROOT / "book" / f"{name}.ipynb" for name in
-            ("01_orm_vs_prm", "02_architecture", "03_training_data", "04_loss", "06_aggregation", "08_search")]
+            ("01_orm_vs_prm", "02_architecture", "03_training_data", "04_loss", "05_training", "06_aggregation",
+             "07_verification", "08_search")]
 
 
 def answering_cells(nb):
