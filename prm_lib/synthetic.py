@@ -293,7 +293,7 @@ def solve(
             else:
                 value, tainted = shown[2], True
             continue
-        result = op.apply(value) if not tainted else Operation(op.kind, op.operand).apply(value)
+        result = op.apply(value)
         steps.append(operation_step(op, value, op.operand, result, direct=problem.direct))
         labels.append(-1 if tainted else 1)
         value = result

@@ -163,7 +163,7 @@ def test_cli_help_documents_presets_and_every_option(capsys):
     assert "data_seed" in names and "n_train" in names and "max_length" in names and "grad_accum" in names
     for name, value in names.items():
         flag = "--" + name.replace("_", "-")
-        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ )?\(([^)]*)\)", settings)
+        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ |\{[a-z,]+\} )?\(([^)]*)\)", settings)
         assert m, flag
         # the default is the chosen preset's value (the cpu preset's shown), not the cpu preset's whatever --preset says
         shown = value.encode("unicode_escape").decode() if name == "separator" else value
