@@ -30,7 +30,7 @@ from .train import TrainConfig
 from .training_data import test_set
 from .zoo import load_or_train, preset
 
-# Chapter 5's run E (the cpu preset: SmolLM2-135M cut to 8 layers) at half its steps: five runs of it fit a
+# The cpu preset (SmolLM2-135M cut to 8 layers, reading no surprise) at half its steps: five runs of it fit a
 # chapter on two CPU cores. Only the loss settings differ between the variants.
 ABLATION_BASE = dataclasses.replace(preset("cpu"), max_steps=280, eval_every=140)
 

@@ -67,8 +67,8 @@ def collate(
     width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     n_steps = max(e.n_scored for e in encoded)
     # Rows are built as Python lists and converted once per tensor (one torch.tensor call each, not
-    # several per row): the same tensors, a few times faster to make, which counts on a GPU where
-    # the CPU prepares batch i+1 while batch i runs.
+    # several per row): the same tensors with less Python work, which counts on a GPU where the CPU
+    # prepares batch i+1 while batch i runs.
     left = padding_side == "left"
     ids_rows, mask_rows, pos_rows, step_rows, first_rows = [], [], [], [], []
     for e in encoded:
@@ -110,9 +110,8 @@ class BatchPolicy:
     @staticmethod
     def for_device(device: torch.device) -> "BatchPolicy":
         if device.type == "cuda":
-            # Measured on an H100 with the Qwen2.5-0.5B shape (benchmarks/RESULTS.md): batches of at most 64
-            # rows with any padding beat wider batches and a padding cap; in a sorted batch of 64 the padding
-            # is small anyway.
+            # Batches of at most 64 rows with any padding: in a length-sorted batch of 64 the padding is
+            # small, and wider batches or a padding cap did not score faster (benchmarks/RESULTS.md).
             return BatchPolicy(max_tokens=65536, max_padding=1.0, max_batch=64)
         # CPU/MPS: padding is pure loss; group only near-equal lengths, in small batches.
         return BatchPolicy(max_tokens=2048, max_padding=0.05, max_batch=16)

@@ -192,10 +192,10 @@ def _harmonic_mean(fn: Callable[..., Any]) -> int:
     expected = [4 / (1 / 0.95 + 1 / 0.90 + 1 / 0.30 + 1 / 0.85), 0.5, 0.8]
     got = fn(probs.clone(), mask.clone())
     if not isinstance(got, torch.Tensor) or got.shape != (3,):
-        _fail("6.4", "the seed's batch", getattr(got, "shape", type(got).__name__), "a tensor of shape (3,)")
+        _fail("6.4", "the naive tutorial's batch", getattr(got, "shape", type(got).__name__), "a tensor of shape (3,)")
     for i, (g, e) in enumerate(zip(got.tolist(), expected)):
         if not _close(g, e, 1e-4):
-            _fail("6.4", f"solution {i} of the seed's batch (padding must not count)", round(g, 4), round(e, 4))
+            _fail("6.4", f"solution {i} of the naive tutorial's batch (padding must not count)", round(g, 4), round(e, 4))
     zero = fn(torch.tensor([[0.9, 0.0]]), torch.tensor([[True, True]]))
     if not (torch.isfinite(zero).all() and float(zero[0]) < 1e-3):
         _fail("6.4", "a step with probability 0", zero.tolist(), "a finite score near 0")

@@ -363,7 +363,7 @@ class ProcessRewardModel(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> "ProcessRewardModel":
-        """Rebuild a PRM written by ``save``; one saved without an ``objective`` (before it was recorded) is a PRM."""
+        """Rebuild a PRM written by ``save``; a config without an ``objective`` is a PRM's."""
         from safetensors.torch import load_file
 
         directory = Path(directory)

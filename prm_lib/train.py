@@ -57,11 +57,10 @@ COMPILE_OPTIONS: dict[str, Any] = {"dynamic": True}  # torch.compile's arguments
 def compile_blocks(model: ProcessRewardModel) -> ProcessRewardModel:
     """``torch.compile`` the backbone's transformer blocks in place (regional compilation), else the whole model.
 
-    The blocks are one class with the same code, so the first one's compilation serves all 24 of
-    Qwen2.5-0.5B's: compiling takes about as long as for one block, where a run compiling the whole
-    model with dynamic shapes was stopped long after without a result (benchmarks/RESULTS.md has
-    both measurements; see also PyTorch's regional compilation recipe). The few
-    operations between blocks (embedding, rotary tables, final norm, value head) stay eager.
+    The blocks are one class with the same code, so the first one's compilation serves every block
+    (PyTorch's regional compilation recipe); compiling the whole model with dynamic shapes costs far
+    more (benchmarks/RESULTS.md). The few operations between blocks (embedding, rotary tables, final
+    norm, value head) stay eager.
     Returns what to call for a forward pass.
     """
     layers = getattr(model.backbone, "layers", None)
@@ -345,7 +344,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         # One compilation of one block for every batch shape (dynamic=True, see compile_blocks): batches of
         # length-sorted solutions keep their own width (rounded up to a multiple of 8 for the tensor cores)
-        # instead of all being padded to one width, which wasted a third of the compiled run's tokens.
+        # instead of all being padded to one width, which would spend compute on padding.
         self.forward = self.wrapped
         if config.compile and compile_blocks(self.model) is not self.model:  # no blocks found: compile it whole
             self.forward = torch.compile(self.wrapped, **COMPILE_OPTIONS)

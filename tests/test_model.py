@@ -144,9 +144,9 @@ def test_no_warning_on_normal_scoring(tiny_prm):
         tiny_prm.score_batch(ITEMS)
 
 
-# ---- collate: the row-list build gives the tensors the per-row build gave ----------------------------------
+# ---- collate: the vectorised build gives the tensors a per-row build gives ----------------------------------
 def _collate_per_row(encoded, pad_token_id, padding_side="right", pad_to_multiple_of=1):
-    """The former implementation of prm_lib.batching.collate, kept as the reference."""
+    """collate built one row at a time, the plainest way: what the vectorised collate must equal."""
     n = len(encoded)
     width = max(len(e.input_ids) for e in encoded)
     width = -(-width // pad_to_multiple_of) * pad_to_multiple_of

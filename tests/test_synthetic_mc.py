@@ -131,7 +131,7 @@ def test_misreadings_are_systematic_per_problem():
             hard.append(max(wrong.values()) > answers.get(str(p.answer), 0))
     assert hard and sum(hard) >= len(hard) / 2  # on hard problems the misreading is usually the most common answer
     # misread_rate 0 draws nothing extra: without slips, each continuation draws once per operation and once
-    # for the final answer, as before the option existed, so a seeded run's stream is unchanged by it
+    # for the final answer, so a seeded run's stream does not depend on the misreading option
     p = problems(1, seed=2, split="test")[0]
     plain = SimulatedPolicy(seed=5, step_error_rate=0.0, misread_rate=0.0)
     plain.complete(p.text, [], 8)
