@@ -15,8 +15,8 @@ probabilities must be folded into one number, and the fold is a modelling choice
 * ``geometric_mean``: ``prod`` without the length penalty.
 
 Everything works on padded batches: ``probs`` of shape (B, S) with a boolean
-``mask`` of the real steps (``StepScores``), as ``ProcessRewardModel.score_batch(...,
-padded=True)`` and ``PRMVerifier.step_scores`` produce them. The list-of-lists helpers
+``mask`` of the real steps (``StepScores``), as ``ProcessRewardModel.score_padded`` and
+``PRMVerifier.step_scores`` produce them. The list-of-lists helpers
 (``aggregate_many``, ``aggregate_one``) pad and call the same ``aggregate``.
 """
 

@@ -249,19 +249,16 @@ class ProcessRewardModel(nn.Module):
 
     # -- scoring ---------------------------------------------------------------
     @torch.inference_mode()
-    def score_encoded(
+    def score_encoded_padded(
         self,
         encoded: Sequence[EncodedSolution],
         policy: BatchPolicy | None = None,
         padding_side: str = "right",
         progress: bool = False,
-        padded: bool = False,
-    ) -> list[list[float]] | StepScores:
-        """P(step correct) for already-encoded solutions, in their order; NaN for steps cut by max_length.
-
-        ``padded=True`` keeps them as they are computed, a (B, S) tensor with the mask of each solution's
-        steps (``StepScores``, cut steps inside the mask as NaN), which ``prm_lib.aggregate`` reads
-        directly; otherwise one list per solution (``StepScores.rows``).
+    ) -> StepScores:
+        """P(step correct) for already-encoded solutions, in their order, as they are computed: a (B, S)
+        tensor with the mask of each solution's steps (``StepScores``; steps cut by max_length are NaN inside
+        the mask), which ``prm_lib.aggregate`` reads directly.
         """
         policy = policy or BatchPolicy.for_device(self.device)
         self.attach_surprise(encoded, progress=progress)  # the frozen LM once per distinct solution, if read
@@ -276,8 +273,32 @@ class ProcessRewardModel(nn.Module):
             probs, mask = score_in_batches(encoded, policy, probabilities, progress)
         finally:
             self.train(was_training)
-        scores = StepScores(probs, mask)
-        return scores if padded else scores.rows()
+        return StepScores(probs, mask)
+
+    def score_encoded(
+        self,
+        encoded: Sequence[EncodedSolution],
+        policy: BatchPolicy | None = None,
+        padding_side: str = "right",
+        progress: bool = False,
+    ) -> list[list[float]]:
+        """``score_encoded_padded`` as one list per solution (``StepScores.rows``)."""
+        return self.score_encoded_padded(encoded, policy, padding_side, progress).rows()
+
+    def score_padded(
+        self,
+        items: Sequence[tuple[str, Sequence[str]]],
+        policy: BatchPolicy | None = None,
+        padding_side: str = "right",
+        progress: bool = False,
+    ) -> StepScores:
+        """P(step correct) for each step of each ``(problem, steps)`` as one (B, S) tensor and its mask
+        (see ``score_encoded_padded``).
+
+        Batches are planned by length (see ``prm_lib.batching``). A solution longer than
+        ``max_length`` is cut by whole steps from the end, with a warning; its cut steps score NaN.
+        """
+        return self.score_encoded_padded(self.encode(items), policy, padding_side, progress)
 
     def score_batch(
         self,
@@ -285,15 +306,9 @@ class ProcessRewardModel(nn.Module):
         policy: BatchPolicy | None = None,
         padding_side: str = "right",
         progress: bool = False,
-        padded: bool = False,
-    ) -> list[list[float]] | StepScores:
-        """P(step correct) for each step of each ``(problem, steps)``; one list per item, ``len == len(steps)``,
-        or with ``padded=True`` one (B, S) tensor and its mask (see ``score_encoded``).
-
-        Batches are planned by length (see ``prm_lib.batching``). A solution longer than
-        ``max_length`` is cut by whole steps from the end, with a warning; its cut steps score NaN.
-        """
-        return self.score_encoded(self.encode(items), policy, padding_side, progress, padded)
+    ) -> list[list[float]]:
+        """``score_padded`` as one list per item, ``len == len(steps)``."""
+        return self.score_padded(items, policy, padding_side, progress).rows()
 
     def score(self, problem: str, steps: Sequence[str]) -> list[float]:
         """P(step correct) for every step of one solution."""

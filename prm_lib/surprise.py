@@ -337,13 +337,17 @@ class LikelihoodScorer:
         self.source = SurpriseSource.shared(name, device=device, n_layers=n_layers)
         self.separator = separator or DEFAULT_SEPARATOR
 
-    def score_batch(self, items: Any, progress: bool = False, padded: bool = False) -> list[list[float]] | StepScores:
+    def score_padded(self, items: Any, progress: bool = False) -> StepScores:
+        """``score_batch`` as a ``prm_lib.aggregate.StepScores``, as a PRM's ``score_padded``."""
+        return pad_scores(self.score_batch(items, progress))
+
+    def score_batch(self, items: Any, progress: bool = False) -> list[list[float]]:
         """Per step of each ``(problem, steps)``: exp(mean log-probability of the step's tokens); one list
-        per item, or with ``padded=True`` a ``prm_lib.aggregate.StepScores``, as a PRM's ``score_batch``."""
+        per item, as a PRM's ``score_batch``."""
         from .steps import encode_solutions
 
         encoded = encode_solutions(self.source.tokenizer, items, None, separator=self.separator)
         read = self.source.read([e.input_ids for e in encoded], progress=progress)
         rows = [[math.exp(written[a:b].mean().item()) if b > a else 1.0 for a, b in e.step_spans]
                 for e, (written, _) in zip(encoded, read)]
-        return pad_scores(rows) if padded else rows
+        return rows

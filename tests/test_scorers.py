@@ -262,13 +262,13 @@ def test_a_solution_scores_the_same_alone_and_padded_in_a_batch(scorers, family)
     scorer = scorers[family]
     alone = scorer.score_batch([SHORT])[0]
     one_batch = BatchPolicy(max_tokens=10**6, max_padding=1.0, max_batch=64)  # the short one is padded
-    padded = scorer.score_batch(ITEMS + [SHORT], policy=one_batch, padded=True)
+    padded = scorer.score_padded(ITEMS + [SHORT], policy=one_batch)
     assert padded.probs.shape == (4, 4) and padded.mask.sum(1).tolist() == [3, 2, 4, 1]
     assert padded.probs[3, 0].item() == pytest.approx(alone[0], abs=1e-5)
     assert torch.isnan(padded.probs[~padded.mask]).all() and not torch.isnan(padded.probs[padded.mask]).any()
     for row, listed in zip(padded.rows(), scorer.score_batch(ITEMS + [SHORT])):  # the list form
         assert row == pytest.approx(listed, abs=1e-5)
-    assert scorer.score_batch([], padded=True).probs.shape == (0, 0)
+    assert scorer.score_padded([]).probs.shape == (0, 0)
     with pytest.raises(ValueError, match="pad on the right only"):
         scorer.score_batch([SHORT], padding_side="left")
 
@@ -354,12 +354,12 @@ def test_export_round_trip_gives_the_prms_step_scores(trained_like_prm, exported
     assert scorer.conventions == TokenClassifierConventions(separator="\n\n", problem_separator=True, start="tokenizer")
     records = [json.loads(line) for line in (FIXTURES / "processbench_long.jsonl").read_text().splitlines()]
     items = ITEMS + [(r["problem"], r["steps"]) for r in records]
-    ours, theirs = trained_like_prm.score_batch(items, padded=True), scorer.score_batch(items, padded=True)
+    ours, theirs = trained_like_prm.score_padded(items), scorer.score_padded(items)
     assert torch.equal(ours.mask, theirs.mask)
     assert torch.allclose(ours.probs[ours.mask], theirs.probs[theirs.mask], atol=1e-5, rtol=0)
     assert [e.step_end_positions for e in trained_like_prm.encode(items)] == [e.step_end_positions for e in scorer.encode(items)]
     trl_layout = TokenClassifierScorer(scorer.model, scorer.tokenizer, TokenClassifierConventions(separator="\n\n"))
-    assert not torch.allclose(ours.probs[ours.mask], trl_layout.score_batch(items, padded=True).probs[ours.mask],
+    assert not torch.allclose(ours.probs[ours.mask], trl_layout.score_padded(items).probs[ours.mask],
                               atol=1e-5)  # the wrong layout (no separator after the problem) scores differently
 
 

@@ -131,7 +131,7 @@ def test_config_hash_changes_with_any_setting():
 
 
 def test_bad_config_is_named():
-    with pytest.raises(ValueError, match="objective must be"):
+    with pytest.raises(ValueError, match="objective must be .prm. or .orm., not .dpo."):
         TrainConfig(objective="dpo")
     with pytest.raises(ValueError, match="max_steps must be at least 1"):
         TrainConfig(max_steps=0)

@@ -1,9 +1,9 @@
 """Published PRMs, each read the way its family was trained, behind ``ProcessRewardModel``'s interface.
 
 Each family reads its score in its own way; an adapter holds that way in one frozen dataclass
-(its conventions) and gives ``score_batch(items, ..., padded=True)`` -> ``StepScores`` as a
-prm_lib PRM does, so ``PRMVerifier``, ``select``, ``beam_search`` and ``python -m prm_lib eval``
-take it unchanged:
+(its conventions) and gives ``score_batch(items, ...)`` -> one list per item and
+``score_padded(items, ...)`` -> ``StepScores`` as a prm_lib PRM does, so ``PRMVerifier``, ``select``,
+``beam_search`` and ``python -m prm_lib eval`` take it unchanged:
 
 =================  ===========================  ==================================================
 family             adapter                      read at / as

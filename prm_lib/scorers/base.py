@@ -2,7 +2,7 @@
 
 An adapter knows two things about one family of PRMs: how ``(problem, steps)`` becomes token ids
 with one read position per step (``encode``), and how the model's output at those positions
-becomes P(step correct) (``read``). The rest is here and works as ``ProcessRewardModel.score_encoded``
+becomes P(step correct) (``read``). The rest is here and works as ``ProcessRewardModel.score_encoded_padded``
 does: batches planned by length, right padding, one forward per batch, the positions gathered in
 one ``torch.gather``, NaN for steps cut by ``max_length``, and both result forms (one list per
 solution, or padded ``StepScores``). So ``PRMVerifier``, ``select``, ``beam_search`` and ``eval`` take
@@ -148,11 +148,10 @@ class StepScorer:
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def score_encoded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
-                      padding_side: str = "right", progress: bool = False,
-                      padded: bool = False) -> list[list[float]] | StepScores:
-        """P(step correct) for encoded solutions, in their order; NaN for steps cut by max_length.
-        ``padded=True``: a (B, S) tensor and its mask of each solution's steps (``StepScores``)."""
+    def score_encoded_padded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
+                             padding_side: str = "right", progress: bool = False) -> StepScores:
+        """P(step correct) for encoded solutions, in their order, as a (B, S) tensor and the mask of each
+        solution's steps (``StepScores``); NaN for steps cut by max_length."""
         if padding_side != "right":
             raise ValueError(f"padding_side={padding_side!r}: adapters pad on the right only (a causal model's real "
                              "tokens then keep their positions 0..n-1 whatever the padding)")
@@ -163,18 +162,27 @@ class StepScorer:
             return self.read(batch).float().masked_fill(~batch.step_mask, float("nan"))
 
         probs, mask = score_in_batches(encoded, policy, probabilities, progress)
-        scores = StepScores(probs, mask)
-        return scores if padded else scores.rows()
+        return StepScores(probs, mask)
 
-    def score_batch(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
-                    progress: bool = False, padded: bool = False) -> list[list[float]] | StepScores:
-        """P(step correct) for each step of each ``(problem, steps)``, as ``ProcessRewardModel.score_batch``."""
+    def score_encoded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
+                      padding_side: str = "right", progress: bool = False) -> list[list[float]]:
+        """``score_encoded_padded`` as one list per solution."""
+        return self.score_encoded_padded(encoded, policy, padding_side, progress).rows()
+
+    def score_padded(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
+                     progress: bool = False) -> StepScores:
+        """P(step correct) for each step of each ``(problem, steps)``, as ``ProcessRewardModel.score_padded``."""
         for n, (problem, steps) in enumerate(items):
             try:
                 self.validate_item(problem, steps)
             except (ValueError, TypeError) as err:
                 raise type(err)(f"solution {n}: {err}" if len(items) > 1 else str(err)) from None
-        return self.score_encoded(self.encode(items) if items else [], policy, padding_side, progress, padded)
+        return self.score_encoded_padded(self.encode(items) if items else [], policy, padding_side, progress)
+
+    def score_batch(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
+                    progress: bool = False) -> list[list[float]]:
+        """``score_padded`` as one list per item, as ``ProcessRewardModel.score_batch``."""
+        return self.score_padded(items, policy, padding_side, progress).rows()
 
     def score(self, problem: str, steps: Sequence[str]) -> list[float]:
         """P(step correct) for every step of one solution."""
