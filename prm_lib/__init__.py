@@ -19,4 +19,49 @@ Modules mirror the chapters:
   measure where it fails; ``progress``.
 """
 
+import importlib as _importlib
+import sys as _sys
+import types as _types
+
 __version__ = "0.1.0"
+
+# The public names, each from its one home; imported on first use, so ``import prm_lib`` stays light
+# (no torch until a name that needs it is read).
+_PUBLIC = {
+    "ProcessRewardModel": "model",
+    "PRMVerifier": "verify",
+    "TrainConfig": "train",
+    "train": "train",
+    "read": "data",
+    "write": "data",
+    "aggregate": "aggregate",
+    "select": "selection",
+    "beam_search": "search",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'prm_lib' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    setattr(_sys.modules[__name__], name, value)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+class _Package(_types.ModuleType):
+    """``prm_lib.train`` and ``prm_lib.aggregate`` are functions, named like the modules they live in
+    (``from prm_lib.train import TrainConfig`` still reads the module). Importing such a module would
+    bind the module over the function; this keeps the function."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, _types.ModuleType) and _PUBLIC.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
