@@ -91,7 +91,7 @@ def main() -> None:
         for idx in plan_batches(lengths, policy):
             b = collate([encoded[i] for i in idx], prm.tokenizer.pad_token_id).to(device)
             if implicit:  # as forward does on CUDA: no positions, a prepared "no mask" where the backbone takes one
-                prm.backbone(input_ids=b.input_ids, attention_mask=prm._no_mask, position_ids=None, use_cache=False)
+                prm.backbone(input_ids=b.input_ids, attention_mask=prm.no_mask, position_ids=None, use_cache=False)
             else:  # right padding: no mask, as in forward
                 prm.backbone(input_ids=b.input_ids, position_ids=b.position_ids, use_cache=False)
 

@@ -37,29 +37,35 @@ BACKBONE_DIR = "backbone"
 HEAD_SEED = 0
 
 
-def _fingerprint(module: nn.Module) -> list[float]:
-    """Cheap summary of all weights: tells whether training touched the backbone."""
-    with torch.no_grad():
-        return [float(p.detach().double().sum()) + float(p.detach().double().square().sum()) for p in module.parameters()]
-
-
 def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
-    """``{"full_attention": None}`` if the backbone's forward accepts a prepared mapping of masks per layer
-    type (transformers' Qwen2 and most recent models do) and every layer attends causally over the whole
-    row; else None (the backbone builds its mask itself)."""
-    import inspect
+    """``{"full_attention": None}`` if every layer of the backbone attends causally over the whole row and its
+    forward takes that prepared mapping of masks per layer type (transformers' Qwen2 does; Llama does not) to
+    mean "no mask"; else None (the backbone builds its mask itself).
 
-    try:
-        source = inspect.getsource(type(backbone).forward)
-    except (OSError, TypeError):
-        return None
+    Decided by behaviour: two tokens are read with no mask and with the mapping, in eval mode (no dropout,
+    no random numbers drawn); the mapping is taken only if it runs and gives the same hidden states.
+    """
     config = backbone.config
     kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
-    if "causal_mask_mapping := attention_mask, dict" not in source or kinds != {"full_attention"}:
+    if kinds != {"full_attention"} or (getattr(config, "use_sliding_window", False)
+                                       and getattr(config, "sliding_window", None)):
         return None
-    if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
+    mapping = {"full_attention": None}
+    parameter = next(backbone.parameters(), None)
+    if parameter is None or parameter.device.type == "meta":
         return None
-    return {"full_attention": None}
+    ids = torch.zeros((1, 2), dtype=torch.long, device=parameter.device)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            plain = backbone(input_ids=ids, use_cache=False).last_hidden_state
+            mapped = backbone(input_ids=ids, attention_mask=mapping, use_cache=False).last_hidden_state
+    except Exception:  # noqa: BLE001 (a backbone that cannot read the mapping fails in its own way)
+        return None
+    finally:
+        backbone.train(was_training)
+    return mapping if torch.equal(plain, mapped) else None
 
 
 class ProcessRewardModel(nn.Module):
@@ -102,10 +108,12 @@ class ProcessRewardModel(nn.Module):
             surprise.check_tokenizer(self.tokenizer, f"the PRM on {backbone_name or 'this backbone'}")
         self.surprise_source = surprise
         self.reader = SurpriseReader(hidden).to(self.value_head.weight.device) if surprise is not None else None
-        self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
+        # Whether the backbone's weights may differ from those its name loads: saving then writes them
+        # (``save``). Training sets it (``mark_backbone_changed``); a backbone without a name always counts.
+        self.backbone_changed = backbone_name is None
         # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
         self.implicit_positions: bool | None = None
-        self._no_mask = _no_mask_mapping(self.backbone)
+        self.no_mask = _no_mask_mapping(self.backbone)
 
     # -- construction ----------------------------------------------------
     @classmethod
@@ -177,7 +185,7 @@ class ProcessRewardModel(nn.Module):
         if right and implicit:
             # A backbone that takes a prepared mask mapping (Qwen2) is told "no mask" outright, so it skips
             # building one, and with it a look at the positions that reads a GPU value back.
-            hidden = self.backbone(input_ids=batch.input_ids, attention_mask=self._no_mask, position_ids=None,
+            hidden = self.backbone(input_ids=batch.input_ids, attention_mask=self.no_mask, position_ids=None,
                                    use_cache=False).last_hidden_state
         else:
             hidden = self.backbone(
@@ -333,9 +341,14 @@ class ProcessRewardModel(nn.Module):
         if extra:
             raise ValueError(f"the saved head has reader tensors ({', '.join(extra)}) but this PRM reads no surprise")
 
+    def mark_backbone_changed(self) -> None:
+        """Record that the backbone's weights changed (the trainer calls it when it updates them; call it after
+        changing them by hand), so ``save`` writes them instead of only the backbone's name."""
+        self.backbone_changed = True
+
     def backbone_is_pretrained(self) -> bool:
-        """True if the backbone still has the weights it was loaded with (so saving its name suffices)."""
-        return self._pretrained_fingerprint is not None and _fingerprint(self.backbone) == self._pretrained_fingerprint
+        """True if the backbone still has the weights its name loads (so saving its name suffices)."""
+        return not self.backbone_changed
 
     def config_dict(self) -> dict[str, Any]:
         return {
@@ -371,6 +384,10 @@ class ProcessRewardModel(nn.Module):
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """``save``, by the name Hugging Face models use."""
+        return self.save(directory)
+
     @classmethod
     def load(
         cls,
@@ -388,6 +405,16 @@ class ProcessRewardModel(nn.Module):
         config = json.loads(config_path.read_text())
         if not str(config.get("format", "")).startswith("prm_lib.ProcessRewardModel/"):
             raise ValueError(f"{config_path} is not a prm_lib ProcessRewardModel config")
+        missing = [HEAD_FILE] if not (directory / HEAD_FILE).is_file() else []
+        if config.get("backbone_weights"):
+            body = directory / config["backbone_weights"]
+            if not body.is_dir():
+                missing.append(f"{config['backbone_weights']}/ (the trained backbone's weights and tokenizer)")
+            elif not (body / "config.json").is_file():
+                missing.append(f"{config['backbone_weights']}/config.json")
+        if missing:
+            raise FileNotFoundError(f"{directory} is an incomplete ProcessRewardModel checkpoint: "
+                                    f"{', '.join(missing)} missing")
         settings = dict(separator=config["separator"], max_length=config["max_length"], n_layers=config["n_layers"],
                         objective=config.get("objective", "prm"))
         if config.get("surprise_from"):
@@ -407,3 +434,13 @@ class ProcessRewardModel(nn.Module):
         prm.load_head_state_dict({k: v.to(prm.device) for k, v in load_file(directory / HEAD_FILE).items()})
         prm.eval()
         return prm
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> "ProcessRewardModel":
+        """``load``, by the name Hugging Face models use."""
+        return cls.load(directory, device=device, dtype=dtype)

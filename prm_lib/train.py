@@ -329,6 +329,8 @@ class Trainer:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = [p for module in self.model.head_modules().values() for p in module.parameters()]
         body = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        if body and config.lr > 0:  # the backbone will change: saving must write its weights
+            self.model.mark_backbone_changed()
         fused = self.model.device.type == "cuda"
         optimizer = torch.optim.AdamW(
             [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
