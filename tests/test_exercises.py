@@ -38,10 +38,6 @@ def run_cell(source):
     return out.getvalue()
 
 
-def test_there_are_eight_chapters():
-    assert [p.name[:2] for p in CHAPTERS] == [f"{i:02d}" for i in range(1, 9)]
-
-
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_every_chapter_has_three_to_five_exercises_each_with_one_solution(path):
     nb = read(path)

@@ -127,8 +127,14 @@ def test_train_seed_variable_moves_the_zoo_to_another_model(tmp_path, monkeypatc
 
 
 def test_config_hash_changes_with_any_setting():
-    assert config_hash(TINY) != config_hash(dataclasses.replace(TINY, lr=TINY.lr * 2))
-    assert config_hash(TINY) == config_hash(preset("tiny"))
+    changes = dict(lr=TINY.lr * 2, head_lr=TINY.head_lr * 2, batch_size=TINY.batch_size + 1, max_steps=TINY.max_steps + 1,
+                   seed=TINY.seed + 1, n_layers=1, backbone="smollm2-135m", objective="orm", separator="\n",
+                   freeze_embeddings=not TINY.freeze_embeddings, surprise=not TINY.surprise, pos_weight=0.5,
+                   mask_after_first_error=True, grad_accum=2,
+                   data=dataclasses.replace(TINY.data, n_train=TINY.data.n_train + 1))
+    hashes = {name: config_hash(dataclasses.replace(TINY, **{name: value})) for name, value in changes.items()}
+    assert len(set(hashes.values()) | {config_hash(TINY)}) == len(changes) + 1, hashes
+    assert config_hash(TINY) == config_hash(preset("tiny"))  # and the same config hashes the same
 
 
 def test_bad_config_is_named():
@@ -376,14 +382,17 @@ def test_each_loss_option_reaches_the_trainers_loss_and_changes_training(option,
 
 
 def test_test_set_is_the_chapters_held_out_split():
-    from prm_lib.synthetic import generate
+    from prm_lib.synthetic import split_of
     from prm_lib.training_data import test_set
     from prm_lib.zoo import preset
 
     config = preset("cpu-reader")
     test = test_set(config, n=50)
-    same = generate(50, seed=123, split="test", error_rate=0.5, max_ops=config.data.max_ops, direct_rate=config.data.direct_rate)
-    assert [s.as_item() for s in test] == [s.as_item() for s in same]
+    assert [s.as_item() for s in test] == [s.as_item() for s in test_set(config, n=50)]  # every chapter's same set
+    assert {split_of(s.problem) for s in test} == {"test"} and len(test) == 50
+    assert max(s.meta["n_ops"] for s in test) <= config.data.max_ops
+    train_set, _ = build_data(TINY)
+    assert not {s.problem for s in test} & {s.problem for s in train_set}  # never a training problem
     validation = test_set(config, n=50, split="validation")
     assert not {s.problem for s in test} & {s.problem for s in validation}
     assert 15 <= sum(not s.is_correct for s in test) <= 35
