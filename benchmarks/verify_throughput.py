@@ -26,7 +26,7 @@ import time
 import torch
 
 from prm_lib.model import ProcessRewardModel
-from prm_lib.monte_carlo import SimulatedPolicy
+from prm_lib.policies import SimulatedPolicy
 from prm_lib.synthetic import problems
 from prm_lib.verify import PRMVerifier
 

@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from accelerate import Accelerator
 
 from .batching import Batch
-from .distributed import Accelerator, gather_model, is_fsdp, make_accelerator, reduce_sum, reduce_sum_tensor, shutdown
+from .distributed import gather_model, is_fsdp, make_accelerator, reduce_sum, reduce_sum_tensor, shutdown
 from .data import PRMSample
 from .loss import LossTerm, combine, prm_loss_terms
 from .model import ProcessRewardModel

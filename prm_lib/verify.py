@@ -9,8 +9,8 @@ Step probabilities stay a padded tensor with its mask (``StepScores``) from the 
 aggregation: ``score_grid`` scores P problems × N candidates in one batched pass and returns
 (P, N) arrays of scores and answers, which the selectors of ``prm_lib.selection`` read.
 
-Best-of-N selection and its statistics live in ``prm_lib.selection`` and ProcessBench evaluation in
-``prm_lib.processbench``; their names are importable from here too, as before.
+Best-of-N selection and its statistics are ``prm_lib.selection``'s; ProcessBench evaluation is
+``prm_lib.processbench``'s.
 """
 
 from __future__ import annotations
@@ -21,17 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .aggregate import AGGREGATIONS, StepScores, aggregate, aggregate_many, pad_scores  # noqa: F401 (aggregate_many: as before)
-from .answers import extract_final_answer, normalize_answer  # noqa: F401 (normalize_answer: importable here as before)
+from .aggregate import AGGREGATIONS, StepScores, aggregate, pad_scores
+from .answers import extract_final_answer
 from .objectives import objective_of
-from .processbench import evaluate_processbench
-from .selection import (SELECTORS, Selector, best_of_n_accuracy, bootstrap_gap, majority_vote, pass_at_n, select,
-                        select_best, weighted_vote)
 
-__all__ = ["PRMVerifier", "ScoredSolution", "CandidateScores",
-           # re-exported: they lived here before prm_lib.selection and prm_lib.processbench
-           "SELECTORS", "Selector", "select", "select_best", "weighted_vote", "majority_vote", "pass_at_n",
-           "best_of_n_accuracy", "bootstrap_gap", "evaluate_processbench"]
+__all__ = ["PRMVerifier", "ScoredSolution", "CandidateScores"]
 
 
 @dataclass

@@ -24,9 +24,11 @@ from prm_lib.export import export_token_classifier
 from prm_lib.metrics import fit_threshold
 from prm_lib.model import ProcessRewardModel
 from prm_lib.processbench import evaluate_processbench, subset_of
-from prm_lib.scorers import (MathShepherdConventions, MathShepherdScorer, QwenPRMScorer, RLHFlowScorer,
-                             TokenClassifierConventions, TokenClassifierScorer, TwoLabelHeadModel, load_scorer,
-                             parse_conventions)
+from prm_lib.scorers import load_scorer, parse_conventions
+from prm_lib.scorers.math_shepherd import MathShepherdConventions, MathShepherdScorer
+from prm_lib.scorers.qwen_prm import QwenPRMScorer, TwoLabelHeadModel
+from prm_lib.scorers.rlhflow import RLHFlowScorer
+from prm_lib.scorers.token_classifier import TokenClassifierConventions, TokenClassifierScorer
 from prm_lib.selection import select
 from prm_lib.verify import PRMVerifier
 
@@ -287,7 +289,7 @@ def test_steps_beyond_max_length_score_nan(scorers, family):
 
 @pytest.mark.parametrize("family", ["trl", "qwen-prm"])
 def test_verifier_selection_and_beam_search_take_an_adapter(scorers, family):
-    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.policies import SimulatedPolicy
     from prm_lib.search import beam_search
     from prm_lib.synthetic import problems
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from prm_lib.monte_carlo import SimulatedPolicy
+from prm_lib.policies import SimulatedPolicy
 from prm_lib.search import SearchResult, beam_search, best_of_n, is_final, select_survivors
 from prm_lib.synthetic import answer_step, is_answer_step, parse_equation, parse_problem, problems
 from prm_lib.verify import PRMVerifier
@@ -74,7 +74,7 @@ def test_next_steps_continue_the_prefix():
 
 
 def test_lm_policy_proposes_single_line_steps():
-    from prm_lib.monte_carlo import LMPolicy
+    from prm_lib.policies import LMPolicy
 
     policy = LMPolicy.from_backbone("tiny-qwen2", device="cpu", max_new_tokens=12, seed=0)
     policy.tokenizer.chat_template = policy.tokenizer.chat_template or "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
@@ -143,7 +143,7 @@ def test_best_of_n_with_an_empty_sample_and_with_no_samples(tiny_prm):
 
 
 def test_lm_policy_complete_and_sample_return_steps_reproducibly():
-    from prm_lib.monte_carlo import LMPolicy
+    from prm_lib.policies import LMPolicy
 
     def fresh():
         policy = LMPolicy.from_backbone("tiny-qwen2", device="cpu", max_new_tokens=12, seed=0)

@@ -137,16 +137,13 @@ def test_simulated_policy_writes_what_the_parser_reads():
         assert state_after(p, clean)[1] == p.answer
 
 
-def test_policies_share_one_interface_and_monte_carlo_reexports_them():
-    import prm_lib.monte_carlo as mc
-
+def test_policies_share_one_interface():
     import inspect
 
     for name in ("complete", "next_steps", "sample"):  # the signatures the Protocol states, in both policies
         wanted = inspect.signature(getattr(Policy, name))
         for policy in (SimulatedPolicy, LMPolicy):
             assert inspect.signature(getattr(policy, name)) == wanted, (policy.__name__, name)
-    assert mc.SimulatedPolicy is SimulatedPolicy and mc.LMPolicy is LMPolicy and mc.Policy is Policy
 
 
 def test_no_module_imports_another_modules_private_names():

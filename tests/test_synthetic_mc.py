@@ -5,7 +5,8 @@ import collections
 import pytest
 
 from prm_lib.answers import extract_final_answer, normalize_answer
-from prm_lib.monte_carlo import SimulatedPolicy, monte_carlo_labels, split_lines
+from prm_lib.monte_carlo import monte_carlo_labels
+from prm_lib.policies import SimulatedPolicy, split_lines
 from prm_lib.synthetic import ERROR_KINDS, SPLITS, generate, parse_problem, problems, solve, split_of
 
 
@@ -115,7 +116,7 @@ def test_misreadings_are_systematic_per_problem():
     from collections import Counter
 
     from prm_lib.answers import extract_final_answer
-    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.policies import SimulatedPolicy
     from prm_lib.synthetic import parse_problem, problems
 
     policy = SimulatedPolicy(step_error_rate=0.0, misread_rate=1.0, seed=3)
@@ -145,7 +146,7 @@ def test_misreadings_are_systematic_per_problem():
 
 
 def test_sampled_solutions_open_like_the_generator():
-    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.policies import SimulatedPolicy
     from prm_lib.synthetic import problems
 
     policy = SimulatedPolicy(seed=0)
