@@ -6,7 +6,7 @@ Prints one JSON line. Not a test: run it on purpose, on a quiet machine.
     python benchmarks/score_throughput.py --backbone qwen2.5-0.5b-random --device cuda
 
 * seed: one solution per forward, the seed's text format, a Python loop with
-  ``.item()`` over every token to find "\\n" (``prm_lib.joined_text``).
+  ``.item()`` over every token to find "\\n" (``prm_lib.course.joined_text``).
 * score_batch: ``ProcessRewardModel.score_batch`` with its default batch policy.
 * bare: only the backbone's forward over exactly the tokens ``score_batch``
   encodes (no tokenization, no head, no gather), under several batchings; the
@@ -31,7 +31,7 @@ import torch
 
 from prm_lib.backbones import resolve_device
 from prm_lib.batching import BatchPolicy, collate, plan_batches
-from prm_lib.joined_text import joined_score
+from prm_lib.course.joined_text import joined_score
 from prm_lib.model import ProcessRewardModel
 from prm_lib.synthetic import generate
 

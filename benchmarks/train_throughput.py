@@ -5,7 +5,7 @@
         --batch-size 128 --steps 30 --compile --variants tokens:24576   # GPU: tokens/s and MFU
 
 * seed: batch 1, an optimizer step per sample, the seed's per-token search for "\\n"
-  (``prm_lib.joined_text.joined_train_step``), on the same backbone.
+  (``prm_lib.course.joined_text.joined_train_step``), on the same backbone.
 * trainer: ``prm_lib.train.Trainer.train_step`` on the trainer's own length-bucketed batches
   (``--max-len``: only solutions of at most that many tokens, and with ``--compile`` all padded to it,
   the one-shape method measured before ``torch.compile`` took every shape at once).
@@ -33,7 +33,7 @@ import time
 import torch
 
 from prm_lib.backbones import resolve_device
-from prm_lib.joined_text import joined_train_step
+from prm_lib.course.joined_text import joined_train_step
 from prm_lib.model import ProcessRewardModel
 from prm_lib.train import Trainer, length_bucketed_batches, token_budget_batches
 from prm_lib.training_data import build_data

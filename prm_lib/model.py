@@ -168,7 +168,7 @@ class ProcessRewardModel(nn.Module):
     def hidden_states(self, batch: Batch) -> torch.Tensor:
         """The backbone's last hidden states (B, T, H) for ``batch``: what the value head and the reader see.
 
-        A linear probe (``prm_lib.probe``) reads them with the backbone frozen.
+        A linear probe (``prm_lib.course.probe``) reads them with the backbone frozen.
 
         With right padding the pads come after every real token, and causal attention never
         looks forward, so no padding mask is needed: the backbone takes its plain causal path

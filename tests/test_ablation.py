@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from prm_lib import ablation
+from prm_lib.course import ablation
 from prm_lib.aggregate import aggregate_many
 from prm_lib.metrics import auroc, first_error_scores, step_metrics
 from prm_lib.training_data import test_set

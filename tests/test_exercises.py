@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from prm_lib.exercises import EXERCISES, ExerciseFailed, check
+from prm_lib.course.exercises import EXERCISES, ExerciseFailed, check
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))  # the student edition is course tooling, not part of prm_lib

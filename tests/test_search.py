@@ -181,7 +181,7 @@ def test_select_survivors_by_hand():
 
 
 def test_exercise_8_3_checks_against_beam_searchs_survivors():
-    from prm_lib.exercises import check
+    from prm_lib.course.exercises import check
 
     # the expectations worked out by hand before the check used select_survivors
     by_hand = {((0.1, 0.9, 0.5, 0.7, 0.2, 0.3), 4, 2): ["b", "b", "d", "d"],

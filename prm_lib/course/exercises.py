@@ -38,7 +38,7 @@ def _close(a: float, b: float, tol: float = 1e-5) -> bool:
 
 # -- 1.3: the first error ----------------------------------------------------------------------
 def _first_error(fn: Callable[..., Any]) -> int:
-    from .data import PRMSample
+    from ..data import PRMSample
 
     cases = [[1, 1, 1], [1, -1, 1], [-1, -1], [1, 1, -1], [1], [-1], [1, -1, -1, 1, -1]]
     for labels in cases:
@@ -51,8 +51,8 @@ def _first_error(fn: Callable[..., Any]) -> int:
 
 # -- 2.4: step ends, by construction ------------------------------------------------------------
 def _step_ends(fn: Callable[..., Any]) -> int:
-    from .backbones import load_tokenizer
-    from .steps import encode_solution
+    from ..backbones import load_tokenizer
+    from ..steps import encode_solution
 
     tokenizer = load_tokenizer("tiny-qwen2")  # the real Qwen2 tokenizer, offline
     cases = [
@@ -97,7 +97,7 @@ def _mc_labels(fn: Callable[..., Any]) -> int:
 
 # -- 4.4: masked per-step BCE -------------------------------------------------------------------
 def _masked_bce(fn: Callable[..., Any]) -> int:
-    from .loss import step_bce_loss
+    from ..loss import step_bce_loss
 
     gen = torch.Generator().manual_seed(0)
     cases = [
@@ -118,9 +118,9 @@ def _masked_bce(fn: Callable[..., Any]) -> int:
 def _train_step(fn: Callable[..., Any]) -> int:
     import copy
 
-    from .loss import step_bce_loss
-    from .model import ProcessRewardModel
-    from .synthetic import generate
+    from ..loss import step_bce_loss
+    from ..model import ProcessRewardModel
+    from ..synthetic import generate
 
     base = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
     samples = generate(6, seed=5, split="train", error_rate=0.6, max_ops=3)  # rows of different lengths: padding
@@ -167,7 +167,7 @@ def _train_step(fn: Callable[..., Any]) -> int:
 
 # -- 5.3: step AUROC ----------------------------------------------------------------------------
 def _auroc(fn: Callable[..., Any]) -> int:
-    from .metrics import auroc
+    from ..metrics import auroc
 
     gen = torch.Generator().manual_seed(1)
     cases = [
@@ -204,7 +204,7 @@ def _harmonic_mean(fn: Callable[..., Any]) -> int:
 
 # -- 7.4: PRM-weighted vote ---------------------------------------------------------------------
 def _weighted_vote(fn: Callable[..., Any]) -> int:
-    from .selection import weighted_vote
+    from ..selection import weighted_vote
 
     cases = [
         ([0.9, 0.2, 0.3, 0.4], ["12", "11", "11", "11"]),  # three weak votes beat one strong one
@@ -224,7 +224,7 @@ def _weighted_vote(fn: Callable[..., Any]) -> int:
 
 # -- 8.3: which partial solutions survive a round of beam search --------------------------------
 def _survivors(fn: Callable[..., Any]) -> int:
-    from .search import select_survivors
+    from ..search import select_survivors
 
     partial = [["a"], ["b"], ["c"], ["d"], ["e"], ["f"]]
     cases = [

@@ -24,11 +24,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .aggregate import aggregate_many
-from .metrics import auroc, fit_threshold, flatten_steps, predicted_first_errors
-from .train import TrainConfig
-from .training_data import test_set
-from .zoo import load_or_train, preset
+from ..aggregate import aggregate_many
+from ..metrics import auroc, fit_threshold, flatten_steps, predicted_first_errors
+from ..train import TrainConfig
+from ..training_data import test_set
+from ..zoo import load_or_train, preset
 
 # The cpu preset (SmolLM2-135M cut to 8 layers, reading no surprise) at half its steps: five runs of it fit a
 # chapter on two CPU cores. Only the loss settings differ between the variants.

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .batching import BatchPolicy, plan_batches
+from ..batching import BatchPolicy, plan_batches
 
 
 @torch.no_grad()  # not inference_mode: the features feed a fit that needs autograd
