@@ -285,13 +285,15 @@ class Trainer:
         on_eval: Callable[[int, dict[str, Any]], None] | None = None,
         accelerator: Accelerator | None = None,
         report: DataReport | None = None,
+        outcome: Callable[[PRMSample], float] | None = None,
     ) -> None:
         if not train:
             raise ValueError("no training samples")
         self.model, self.config = model, config
         # what the targets, loss mask and evaluation are (prm_lib.objectives); the model keeps the name, so
-        # a saved ORM loads as one
-        self.objective: Objective = objective(config.objective)
+        # a saved ORM loads as one. An ORM's ``outcome`` says which solutions are right (default: the
+        # synthetic solutions' record of it, prm_lib.objectives.synthetic_outcome).
+        self.objective: Objective = objective(config.objective, outcome)
         self.model.objective = config.objective
         # how solutions become tokens: the config's, saved with the model
         self.model.separator = config.separator

@@ -5,9 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from prm_lib.answers import states_answer
 from prm_lib.policies import SimulatedPolicy
 from prm_lib.search import SearchResult, beam_search, best_of_n, is_final, select_survivors
-from prm_lib.synthetic import answer_step, is_answer_step, parse_equation, parse_problem, problems
+from prm_lib.synthetic import answer_step, parse_equation, parse_problem, problems
 from prm_lib.verify import PRMVerifier
 
 
@@ -26,7 +27,7 @@ class TruthVerifier:
                 done += 1
                 if done > len(self.problem.ops) or equation.result != values[done]:
                     return False
-            elif is_answer_step(step) and step != answer_step(self.problem.answer):
+            elif states_answer(step) and step != answer_step(self.problem.answer):
                 return False
         return True
 
