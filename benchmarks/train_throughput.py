@@ -11,7 +11,7 @@
   the one-shape method measured before ``torch.compile`` took every shape at once).
 * ``--variants``: more batchings timed through the same ``train_step`` (and the same compiled model):
   ``rows:N`` length-bucketed batches of N rows, ``tokens:N`` batches of about N padded tokens
-  (``prm_lib.train.token_budget_batches``), ``fixed:W`` solutions <= W tokens padded to W.
+  (``prm_lib.batching.token_budget_batches``), ``fixed:W`` solutions <= W tokens padded to W.
 * ``--breakdown``: forward, forward+backward alone, and one step cut into its phases with a sync
   after each (forward+loss, backward, clipping, optimizer, zero_grad); the CUDA allocator's counters.
 * ``--compare-explicit``: the trainer's batches again with the positions passed explicitly, as before
@@ -33,9 +33,10 @@ import time
 import torch
 
 from prm_lib.backbones import resolve_device
+from prm_lib.batching import length_bucketed_batches, token_budget_batches
 from prm_lib.course.joined_text import joined_train_step
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import Trainer, length_bucketed_batches, token_budget_batches
+from prm_lib.train import Trainer
 from prm_lib.training_data import build_data
 from prm_lib.zoo import preset
 

@@ -8,7 +8,7 @@ a frozen whole LM's per-token surprise through a learned gate, which lowers the
 logit of a step whose tokens, or an earlier step's, the LM did not expect
 (``prm_lib.surprise``). Step positions come from
 ``prm_lib.steps.encode_solution`` and are gathered in one vectorised
-``torch.gather``: no per-token Python loop, no ``.item()`` per token.
+``torch.gather`` (``prm_lib.batching.gather_steps``): no per-token Python loop, no ``.item()`` per token.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 from . import __version__
 from .aggregate import StepScores
 from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
-from .batching import Batch, BatchPolicy, collate, score_in_batches
+from .batching import Batch, BatchPolicy, collate, gather_steps, score_in_batches
 from .objectives import objective as objective_by_name
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
 from .surprise import SurpriseReader, SurpriseSource
@@ -154,8 +154,7 @@ class ProcessRewardModel(nn.Module):
         built with ``surprise_from`` subtracts what its reader makes of the frozen LM's surprise.
         """
         hidden = self.hidden_states(batch)  # (B, T, H)
-        index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-        step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
+        step_hidden = gather_steps(hidden, batch.step_positions)  # (B, S, H)
         # fp32 (the head's dtype) but under FSDP's bf16 mixed precision, which casts the head's weights too
         logits = self.value_head(step_hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
         if self.reader is None:

@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 import torch
 from accelerate import Accelerator
 
-from .batching import Batch
+from .batching import Batch, length_bucketed_batches, token_budget_batches
 from .distributed import gather_model, is_fsdp, make_accelerator, reduce_sum, reduce_sum_tensor, shutdown
 from .data import PRMSample
 from .loss import LossTerm, combine, prm_loss_terms
@@ -171,57 +171,6 @@ class TrainConfig:
     def key(self) -> dict[str, Any]:
         """What names the trained model in a cache: every setting, and a data file's contents."""
         return {**self.to_dict(), "data": self.data.key()}
-
-
-def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """One epoch of batches: shuffle, sort within windows of 50 batches by length, shuffle the batches.
-
-    Solutions of similar length share a batch (little padding), and the order still varies per epoch.
-    """
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epoch: int,
-                         pad_to_multiple_of: int = 1, max_batch: int | None = None) -> list[list[int]]:
-    """One epoch of batches of about ``max_tokens`` padded tokens each (a GPU option; the CPU presets keep
-    ``length_bucketed_batches``).
-
-    As there, solutions are shuffled, sorted by length within windows, cut into batches, and the batches
-    shuffled; here a batch takes solutions while rows x width (the longest, rounded up to
-    ``pad_to_multiple_of``) stays within ``max_tokens``, so short solutions come many to a batch and long
-    ones few, and every step does about the same work with little padding. A solution longer than
-    ``max_tokens`` gets a batch of its own. Every index appears exactly once.
-    """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = max(1, 50 * max_tokens // max(1, round(sum(lengths) / max(1, len(lengths)))))
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        current: list[int] = []
-        for i in chunk:  # ascending: the newest solution is the widest of its batch
-            width = -(-lengths[i] // pad_to_multiple_of) * pad_to_multiple_of
-            full = max_batch is not None and len(current) >= max_batch
-            if current and ((len(current) + 1) * width > max_tokens or full):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
-    rng.shuffle(batches)
-    return batches
 
 
 CHECKPOINTS = "checkpoints"  # out_dir/checkpoints/step-0000050/: one complete checkpoint per saved step

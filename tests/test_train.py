@@ -13,7 +13,8 @@ from prm_lib.cli import main as cli
 from prm_lib.metrics import auroc
 from prm_lib.model import ProcessRewardModel
 from prm_lib.objectives import last_step_mask
-from prm_lib.train import SYNTHETIC_FIELDS, TrainConfig, Trainer, length_bucketed_batches, train
+from prm_lib.batching import length_bucketed_batches
+from prm_lib.train import SYNTHETIC_FIELDS, TrainConfig, Trainer, train
 from prm_lib.training_data import build_data
 from prm_lib.zoo import PRESETS, config_hash, effective_config, load_or_train, preset, zoo_path
 
@@ -205,7 +206,7 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
 # ---- GPU options: token-budget batches, and one dynamic-shape compilation ---------------------------------
 @pytest.mark.parametrize("max_tokens, multiple", [(64, 1), (300, 8), (1000, 8), (5, 1)])
 def test_token_budget_batches_cover_every_sample_once_and_keep_the_budget(max_tokens, multiple):
-    from prm_lib.train import token_budget_batches
+    from prm_lib.batching import token_budget_batches
 
     rng = __import__("random").Random(0)
     lengths = [rng.randint(3, 120) for _ in range(500)]

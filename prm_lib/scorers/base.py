@@ -42,11 +42,6 @@ def single_token_id(tokenizer: Any, text: str, role: str) -> int:
     return ids[0]
 
 
-def gather_steps(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """(B, T, D) values at (B, S) positions: (B, S, D), in one ``torch.gather``."""
-    return values.gather(1, positions.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
-
-
 def cut_to_max_length(n: int, input_ids: list[int], positions: list[int], n_steps: int,
                       max_length: int | None) -> EncodedSolution:
     """One solution's ids and read positions, cut after the last step whose read position fits in ``max_length``.
