@@ -210,10 +210,7 @@ class ProcessRewardModel(nn.Module):
         """(B, T) surprise of the frozen LM at every token of ``batch`` (on this model's device)."""
         if self.surprise_source is None:
             raise ValueError("this PRM reads no surprise (built without surprise_from)")
-        right = batch.padding_side == "right"
-        surprise = self.surprise_source(batch.input_ids, None if right else batch.attention_mask,
-                                        None if right else batch.position_ids)
-        return surprise.to(self.device)
+        return self.surprise_source(batch.input_ids, batch.attention_mask).to(self.device)
 
     @torch.inference_mode()
     def attach_surprise(self, encoded: Sequence[EncodedSolution], progress: bool = False, cache: bool = False) -> None:
