@@ -1,11 +1,11 @@
-"""Scoring throughput: the seed's method vs ``score_batch`` vs a bare forward, in one run.
+"""Scoring throughput: the naive tutorial's method vs ``score_batch`` vs a bare forward, in one run.
 
 Prints one JSON line. Not a test: run it on purpose, on a quiet machine.
 
     python benchmarks/score_throughput.py                       # CPU, smollm2-135m
     python benchmarks/score_throughput.py --backbone qwen2.5-0.5b-random --device cuda
 
-* seed: one solution per forward, the seed's text format, a Python loop with
+* seed: one solution per forward, the naive tutorial's text format, a Python loop with
   ``.item()`` over every token to find "\\n" (``prm_lib.course.joined_text``).
 * score_batch: ``ProcessRewardModel.score_batch`` with its default batch policy.
 * bare: only the backbone's forward over exactly the tokens ``score_batch``

@@ -1,10 +1,10 @@
-"""Training throughput: prm_lib's Trainer vs the seed's training loop, in one run. One JSON line.
+"""Training throughput: prm_lib's Trainer vs the naive tutorial's training loop, in one run. One JSON line.
 
     python benchmarks/train_throughput.py                         # CPU, the cpu preset's backbone
     python benchmarks/train_throughput.py --backbone qwen2.5-0.5b-random --device cuda \\
         --batch-size 128 --steps 30 --compile --variants tokens:24576   # GPU: tokens/s and MFU
 
-* seed: batch 1, an optimizer step per sample, the seed's per-token search for "\\n"
+* seed: batch 1, an optimizer step per sample, the naive tutorial's per-token search for "\\n"
   (``prm_lib.course.joined_text.joined_train_step``), on the same backbone.
 * trainer: ``prm_lib.train.Trainer.train_step`` on the trainer's own length-bucketed batches
   (``--max-len``: only solutions of at most that many tokens, and with ``--compile`` all padded to it,
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=20, help="timed trainer steps (after 3 warm-up steps)")
-    parser.add_argument("--seed-steps", type=int, default=40, help="timed steps of the seed's loop (samples)")
+    parser.add_argument("--seed-steps", type=int, default=40, help="timed steps of the naive tutorial's loop (samples)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--precision", default=None, help="fp32, bf16 (mixed: fp32 weights) or bf16-pure "
                                                           "(default: the trainer's, bf16 on CUDA)")
@@ -96,7 +96,7 @@ def main() -> None:
     prm = ProcessRewardModel.from_backbone(config.backbone, device=device, n_layers=config.n_layers)
     train_set, val_set = build_data(config)
 
-    # --- the seed's loop: one sample per optimizer step -----------------------------------------
+    # --- the naive tutorial's loop: one sample per optimizer step -----------------------------------------
     seed_opt = torch.optim.AdamW([p for p in prm.parameters() if p.requires_grad], lr=config.lr)
     for s in train_set[:2]:
         joined_train_step(prm, seed_opt, s.problem, s.steps, s.labels)

@@ -1,4 +1,4 @@
-"""The seed tutorial's method (``prm_lib.course.joined_text``), re-implemented: it must fail exactly the way chapters 2
+"""The naive tutorial's method (``prm_lib.course.joined_text``), re-implemented: it must fail exactly the way chapters 2
 and 5 say it does."""
 
 import torch
