@@ -21,13 +21,12 @@ Modules mirror the chapters:
 """
 
 import importlib as _importlib
-import sys as _sys
-import types as _types
 
 __version__ = "0.1.0"
 
 # The public names, each from its one home; imported on first use, so ``import prm_lib`` stays light
-# (no torch until a name that needs it is read).
+# (no torch until a name that needs it is read). ``train`` and ``aggregate`` are modules that, called, run
+# their function of the same name (``prm_lib.modules``): ``prm_lib.train(config)``, ``prm_lib.train.TrainConfig``.
 _PUBLIC = {
     "ProcessRewardModel": "model",
     "PRMVerifier": "verify",
@@ -45,24 +44,11 @@ __all__ = ["__version__", *_PUBLIC]
 def __getattr__(name: str) -> object:
     if name not in _PUBLIC:
         raise AttributeError(f"module 'prm_lib' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    setattr(_sys.modules[__name__], name, value)
+    module = _importlib.import_module(f".{_PUBLIC[name]}", __name__)
+    value = module if name == _PUBLIC[name] else getattr(module, name)
+    globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
-
-
-class _Package(_types.ModuleType):
-    """``prm_lib.train`` and ``prm_lib.aggregate`` are functions, named like the modules they live in
-    (``from prm_lib.train import TrainConfig`` still reads the module). Importing such a module would
-    bind the module over the function; this keeps the function."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, _types.ModuleType) and _PUBLIC.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

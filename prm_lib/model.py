@@ -380,10 +380,6 @@ class ProcessRewardModel(nn.Module):
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """``save``, by the name Hugging Face models use."""
-        return self.save(directory)
-
     @classmethod
     def load(
         cls,
@@ -431,12 +427,6 @@ class ProcessRewardModel(nn.Module):
         prm.eval()
         return prm
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | Path,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> "ProcessRewardModel":
-        """``load``, by the name Hugging Face models use."""
-        return cls.load(directory, device=device, dtype=dtype)
+    # the names Hugging Face models use
+    from_pretrained = load
+    save_pretrained = save

@@ -33,6 +33,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from .batching import Batch, length_bucketed_batches, token_budget_batches
 from .distributed import gather_model, is_fsdp, make_accelerator, reduce_sum, reduce_sum_tensor, shutdown
 from .data import PRMSample
 from .loss import LossTerm, combine, prm_loss_terms
+from .modules import CallableModule
 from .model import ProcessRewardModel
 from .objectives import Objective, objective
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
@@ -650,3 +652,7 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool
     trainer.write_outputs()
     shutdown(accelerator)
     return result
+
+
+# ``prm_lib.train(...)`` calls ``train`` (prm_lib.modules)
+sys.modules[__name__].__class__ = CallableModule

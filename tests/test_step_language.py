@@ -148,7 +148,7 @@ def test_policies_share_one_interface():
 
 def test_no_module_imports_another_modules_private_names():
     offenders = []
-    for path in sorted(Path(__file__).resolve().parents[1].joinpath("prm_lib").glob("*.py")):
+    for path in sorted(Path(__file__).resolve().parents[1].joinpath("prm_lib").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level and node.module:
                 offenders += [f"{path.name}: from .{node.module} import {a.name}" for a in node.names

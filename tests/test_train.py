@@ -1,7 +1,6 @@
 """Trainer, zoo and CLI, on the tiny preset (seconds)."""
 
 import dataclasses
-import importlib
 import json
 import math
 import re
@@ -229,7 +228,7 @@ def test_token_budget_batches_cover_every_sample_once_and_keep_the_budget(max_to
 def test_compiled_training_takes_every_width_in_one_graph(monkeypatch, implicit):
     from torch._dynamo.utils import counters
 
-    train_module = importlib.import_module("prm_lib.train")  # the module; prm_lib.train is the function
+    import prm_lib.train as train_module
 
     # aot_eager: dynamo's tracing and autograd's graphs as on a GPU, without generating kernels (seconds on a CPU)
     monkeypatch.setattr(train_module, "COMPILE_OPTIONS", {"dynamic": True, "backend": "aot_eager"})
@@ -324,7 +323,7 @@ def test_frozen_embeddings_stay_as_loaded_and_the_rest_trains(freeze):
 
 
 def test_compile_pads_every_training_batch_to_a_multiple_of_8(monkeypatch):
-    train_module = importlib.import_module("prm_lib.train")  # the module; prm_lib.train is the function
+    import prm_lib.train as train_module
 
     # the eager backend: compile's wrapping without generating code (what is tested is the padding)
     monkeypatch.setattr(train_module, "COMPILE_OPTIONS", {"dynamic": True, "backend": "eager"})
