@@ -177,7 +177,7 @@ class ProcessRewardModel(nn.Module):
         positions are left to the backbone (``implicit_positions``): given explicitly, the pads' repeated
         positions read to transformers as several sequences packed in one row, and it builds a
         (B, 1, T, T) mask (no flash attention) after reading a GPU value back, a sync in every forward.
-        On the CPU the explicit positions stay, so CPU results are unchanged to the bit.
+        On the CPU the explicit positions stay: every row is numbered the same way whatever runs it.
         """
         implicit = self.implicit_positions if self.implicit_positions is not None else self.device.type == "cuda"
         right = batch.padding_side == "right"

@@ -1,6 +1,6 @@
 """Modules that are also their own main function: ``prm_lib.train(config)`` and ``prm_lib.aggregate(probs,
 mask)`` call the function of the module's name, while ``from prm_lib import train`` and
-``prm_lib.train.TrainConfig`` still read the module."""
+``prm_lib.train.TrainConfig`` read the module."""
 
 from __future__ import annotations
 
