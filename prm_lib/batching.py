@@ -222,3 +222,22 @@ def score_in_batches(encoded: Sequence[EncodedSolution], policy: BatchPolicy,
     for idx, batch_probs in pending:  # steps past a row's n_scored (cut by max_length) stay NaN
         probs[idx, : batch_probs.shape[1]] = batch_probs.cpu().double()
     return probs, mask
+
+
+class ScoresAsLists:
+    """The list forms of a scorer's padded scores, for a class with ``score_encoded_padded`` and
+    ``score_padded`` (``ProcessRewardModel``, the adapters of ``prm_lib.scorers``)."""
+
+    def score_encoded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
+                      padding_side: str = "right", progress: bool = False) -> list[list[float]]:
+        """``score_encoded_padded`` as one list per solution (``StepScores.rows``)."""
+        return self.score_encoded_padded(encoded, policy, padding_side, progress).rows()  # type: ignore[attr-defined]
+
+    def score_batch(self, items: Sequence[tuple[str, Sequence[str]]], policy: BatchPolicy | None = None,
+                    padding_side: str = "right", progress: bool = False) -> list[list[float]]:
+        """``score_padded`` as one list per item, ``len == len(steps)``; NaN for steps cut by max_length."""
+        return self.score_padded(items, policy, padding_side, progress).rows()  # type: ignore[attr-defined]
+
+    def score(self, problem: str, steps: Sequence[str]) -> list[float]:
+        """P(step correct) for every step of one solution."""
+        return self.score_batch([(problem, steps)])[0]

@@ -26,7 +26,7 @@ from torch import nn
 from . import __version__
 from .aggregate import StepScores
 from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
-from .batching import Batch, BatchPolicy, collate, gather_steps, score_in_batches
+from .batching import Batch, BatchPolicy, ScoresAsLists, collate, gather_steps, score_in_batches
 from .objectives import objective as objective_by_name
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
 from .surprise import SurpriseReader, SurpriseSource
@@ -68,8 +68,9 @@ def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
     return mapping if torch.equal(plain, mapped) else None
 
 
-class ProcessRewardModel(nn.Module):
-    """Backbone + value head; ``score`` returns P(step correct) for every step."""
+class ProcessRewardModel(ScoresAsLists, nn.Module):
+    """Backbone + value head; ``score`` returns P(step correct) for every step (``score_batch``, ``score_encoded``:
+    the list forms of ``score_padded``, ``score_encoded_padded``)."""
 
     def __init__(
         self,
@@ -279,16 +280,6 @@ class ProcessRewardModel(nn.Module):
             self.train(was_training)
         return StepScores(probs, mask)
 
-    def score_encoded(
-        self,
-        encoded: Sequence[EncodedSolution],
-        policy: BatchPolicy | None = None,
-        padding_side: str = "right",
-        progress: bool = False,
-    ) -> list[list[float]]:
-        """``score_encoded_padded`` as one list per solution (``StepScores.rows``)."""
-        return self.score_encoded_padded(encoded, policy, padding_side, progress).rows()
-
     def score_padded(
         self,
         items: Sequence[tuple[str, Sequence[str]]],
@@ -303,20 +294,6 @@ class ProcessRewardModel(nn.Module):
         ``max_length`` is cut by whole steps from the end, with a warning; its cut steps score NaN.
         """
         return self.score_encoded_padded(self.encode(items), policy, padding_side, progress)
-
-    def score_batch(
-        self,
-        items: Sequence[tuple[str, Sequence[str]]],
-        policy: BatchPolicy | None = None,
-        padding_side: str = "right",
-        progress: bool = False,
-    ) -> list[list[float]]:
-        """``score_padded`` as one list per item, ``len == len(steps)``."""
-        return self.score_padded(items, policy, padding_side, progress).rows()
-
-    def score(self, problem: str, steps: Sequence[str]) -> list[float]:
-        """P(step correct) for every step of one solution."""
-        return self.score_batch([(problem, steps)])[0]
 
     # -- persistence -------------------------------------------------------------
     def head_modules(self) -> dict[str, nn.Module]:

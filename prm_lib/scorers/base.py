@@ -19,7 +19,7 @@ import torch
 
 from ..aggregate import StepScores
 from ..backbones import default_dtype, ensure_pad_token, resolve_device
-from ..batching import Batch, BatchPolicy, collate, score_in_batches
+from ..batching import Batch, BatchPolicy, ScoresAsLists, collate, score_in_batches
 from ..objectives import objective as objective_by_name
 from ..steps import EncodedSolution, validate_solution
 
@@ -73,7 +73,7 @@ def model_source(name_or_path: str | Path) -> str | Path:
     raise ValueError(f"{text!r} is neither a local model folder nor a hub id like 'RLHFlow/Llama3.1-8B-PRM-Deepseek-Data'")
 
 
-class StepScorer:
+class StepScorer(ScoresAsLists):
     """Base of the adapters: ``score_batch`` / ``score_encoded`` / ``score`` as ``ProcessRewardModel``'s.
 
     A subclass sets ``family`` and ``conventions`` (a frozen dataclass: its whole reading convention
@@ -159,11 +159,6 @@ class StepScorer:
         probs, mask = score_in_batches(encoded, policy, probabilities, progress)
         return StepScores(probs, mask)
 
-    def score_encoded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
-                      padding_side: str = "right", progress: bool = False) -> list[list[float]]:
-        """``score_encoded_padded`` as one list per solution."""
-        return self.score_encoded_padded(encoded, policy, padding_side, progress).rows()
-
     def score_padded(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
                      progress: bool = False) -> StepScores:
         """P(step correct) for each step of each ``(problem, steps)``, as ``ProcessRewardModel.score_padded``."""
@@ -173,15 +168,6 @@ class StepScorer:
             except (ValueError, TypeError) as err:
                 raise type(err)(f"solution {n}: {err}" if len(items) > 1 else str(err)) from None
         return self.score_encoded_padded(self.encode(items) if items else [], policy, padding_side, progress)
-
-    def score_batch(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
-                    progress: bool = False) -> list[list[float]]:
-        """``score_padded`` as one list per item, as ``ProcessRewardModel.score_batch``."""
-        return self.score_padded(items, policy, padding_side, progress).rows()
-
-    def score(self, problem: str, steps: Sequence[str]) -> list[float]:
-        """P(step correct) for every step of one solution."""
-        return self.score_batch([(problem, steps)])[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, {self.conventions!r})"
