@@ -37,6 +37,33 @@ BACKBONE_DIR = "backbone"
 HEAD_SEED = 0
 
 
+class _BackboneWatch:
+    """Tells whether any backbone weight changed in place since it was loaded: each parameter's version
+    counter, which torch bumps on every in-place change (an optimizer step, ``load_state_dict``, a hand edit
+    under ``no_grad``); a parameter replaced by another object counts as changed too. Reading the counters
+    costs nothing per weight, whatever the model's size."""
+
+    def __init__(self, params: Sequence[nn.Parameter]) -> None:
+        self.params = list(params)
+        self.versions = [p._version for p in self.params]
+
+    def changed(self, params: Sequence[nn.Parameter]) -> bool:
+        params = list(params)
+        return len(params) != len(self.params) or any(
+            p is not q or p._version != v for p, q, v in zip(params, self.params, self.versions))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_BackboneWatch":
+        """A copied model's weights are fresh tensors (version 0): the copy watches them from their own
+        counters, and a weight already changed in the original stays changed."""
+        import copy
+
+        new = _BackboneWatch.__new__(_BackboneWatch)
+        new.params = [copy.deepcopy(p, memo) for p in self.params]
+        new.versions = [q._version if p._version == v else -1
+                        for p, q, v in zip(self.params, new.params, self.versions)]
+        return new
+
+
 def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
     """``{"full_attention": None}`` if every layer of the backbone attends causally over the whole row and its
     forward takes that prepared mapping of masks per layer type (transformers' Qwen2 does; Llama does not) to
@@ -110,8 +137,10 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
         self.surprise_source = surprise
         self.reader = SurpriseReader(hidden).to(self.value_head.weight.device) if surprise is not None else None
         # Whether the backbone's weights may differ from those its name loads: saving then writes them
-        # (``save``). Training sets it (``mark_backbone_changed``); a backbone without a name always counts.
+        # (``save``). The trainer sets it (``mark_backbone_changed``); a backbone without a name always counts,
+        # and so does any weight changed in place since now (``_BackboneWatch``).
         self.backbone_changed = backbone_name is None
+        self._backbone_watch = _BackboneWatch(self.backbone.parameters())
         # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
         self.implicit_positions: bool | None = None
         self.no_mask = _no_mask_mapping(self.backbone)
@@ -320,8 +349,8 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
         self.backbone_changed = True
 
     def backbone_is_pretrained(self) -> bool:
-        """True if the backbone still has the weights its name loads (so saving its name suffices)."""
-        return not self.backbone_changed
+        """True if the backbone has the weights its name loads (so saving its name suffices)."""
+        return not self.backbone_changed and not self._backbone_watch.changed(self.backbone.parameters())
 
     def config_dict(self) -> dict[str, Any]:
         return {

@@ -83,8 +83,7 @@ def test_save_load_trained_backbone_keeps_its_weights(tiny_prm, tmp_path):
     prm.separator = "\n"
     assert prm.backbone_is_pretrained()
     with torch.no_grad():
-        prm.backbone.layers[0].mlp.up_proj.weight.add_(0.05)  # as a training step would
-    prm.mark_backbone_changed()  # as the trainer does
+        prm.backbone.layers[0].mlp.up_proj.weight.add_(0.05)  # as a training step would, seen without a mark
     assert not prm.backbone_is_pretrained()
     prm.save_pretrained(tmp_path)
     assert (tmp_path / "backbone" / "config.json").exists()
@@ -113,6 +112,18 @@ def test_load_names_what_an_incomplete_checkpoint_lacks(tiny_prm, tmp_path):
     (tmp_path / "b" / "value_head.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="value_head.safetensors missing"):
         ProcessRewardModel.from_pretrained(tmp_path / "b")
+
+
+def test_a_weight_changed_in_place_is_seen_and_a_copy_keeps_what_it_knows(tiny_prm):
+    prm = copy.deepcopy(tiny_prm)
+    assert prm.backbone_is_pretrained() and copy.deepcopy(prm).backbone_is_pretrained()
+    with torch.no_grad():
+        prm.backbone.norm.weight.mul_(1.5)
+    assert not prm.backbone_is_pretrained() and not copy.deepcopy(prm).backbone_is_pretrained()
+    replaced = copy.deepcopy(tiny_prm)
+    replaced.backbone.norm.weight = torch.nn.Parameter(replaced.backbone.norm.weight.detach() * 2)
+    assert not replaced.backbone_is_pretrained()
+    assert tiny_prm.backbone_is_pretrained()  # the original is untouched
 
 
 def test_training_marks_the_backbone_changed_only_when_it_trains_it(tiny_prm):
