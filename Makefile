@@ -51,7 +51,7 @@ models: setup
 # the default models). Not part of `make test`: it trains fourteen models (the PRM, the ORM and chapter 4's five loss variants, twice;
 # the one-thread set runs slower).
 ONE_THREAD_CACHE ?= $(HOME)/.cache/prm_lib-one-thread
-TRAIN_COURSE_MODELS := from prm_lib.zoo import course_preset, load_or_train; from prm_lib import ablation; \
+TRAIN_COURSE_MODELS := from prm_lib.zoo import course_preset, load_or_train; from prm_lib.course import ablation; \
   [load_or_train(*course_preset(o)) for o in ("prm", "orm")]; [load_or_train(*ablation.variant_config(v)) for v in ablation.LOSS_VARIANTS]
 robustness: setup
 	@echo "== nbval against models trained with PRM_LIB_TRAIN_SEED=1"

@@ -39,7 +39,7 @@ def main() -> int:
 
     from prm_lib.answers import extract_final_answer
     from prm_lib.metrics import step_metrics
-    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.policies import SimulatedPolicy
     from prm_lib.search import beam_search, best_of_n
     from prm_lib.selection import Selector, best_of_n_accuracy
     from prm_lib.synthetic import generate

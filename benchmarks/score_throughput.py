@@ -1,12 +1,12 @@
-"""Scoring throughput: the seed's method vs ``score_batch`` vs a bare forward, in one run.
+"""Scoring throughput: the naive tutorial's method vs ``score_batch`` vs a bare forward, in one run.
 
 Prints one JSON line. Not a test: run it on purpose, on a quiet machine.
 
     python benchmarks/score_throughput.py                       # CPU, smollm2-135m
     python benchmarks/score_throughput.py --backbone qwen2.5-0.5b-random --device cuda
 
-* seed: one solution per forward, the seed's text format, a Python loop with
-  ``.item()`` over every token to find "\\n" (``prm_lib.joined_text``).
+* seed: one solution per forward, the naive tutorial's text format, a Python loop with
+  ``.item()`` over every token to find "\\n" (``prm_lib.course.joined_text``).
 * score_batch: ``ProcessRewardModel.score_batch`` with its default batch policy.
 * bare: only the backbone's forward over exactly the tokens ``score_batch``
   encodes (no tokenization, no head, no gather), under several batchings; the
@@ -31,7 +31,7 @@ import torch
 
 from prm_lib.backbones import resolve_device
 from prm_lib.batching import BatchPolicy, collate, plan_batches
-from prm_lib.joined_text import joined_score
+from prm_lib.course.joined_text import joined_score
 from prm_lib.model import ProcessRewardModel
 from prm_lib.synthetic import generate
 
@@ -91,7 +91,7 @@ def main() -> None:
         for idx in plan_batches(lengths, policy):
             b = collate([encoded[i] for i in idx], prm.tokenizer.pad_token_id).to(device)
             if implicit:  # as forward does on CUDA: no positions, a prepared "no mask" where the backbone takes one
-                prm.backbone(input_ids=b.input_ids, attention_mask=prm._no_mask, position_ids=None, use_cache=False)
+                prm.backbone(input_ids=b.input_ids, attention_mask=prm.no_mask, position_ids=None, use_cache=False)
             else:  # right padding: no mask, as in forward
                 prm.backbone(input_ids=b.input_ids, position_ids=b.position_ids, use_cache=False)
 

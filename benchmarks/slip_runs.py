@@ -26,7 +26,7 @@ problem twice. Its share of slips alone is what ``generate``'s ``error_weights``
   trained (the backward pass stops at layer 22); 320 steps fit the budget.
 * ``G``: curriculum. The preset's 8 layers and steps, but half of all planted errors are
   slips and seed-style problems repeat with different results, so each times-table fact
-  is seen right and wrong many times. The seed's own test problems (9 × 2, 7 × 8, 12 / 4,
+  is seen right and wrong many times. The naive tutorial's own test problems (9 × 2, 7 × 8, 12 / 4,
   6 + 4, 15 / 3) are never trained on.
 * ``FG``: both: F's backbone and budget on G's data.
 * ``G4``: G trained four times as long (2,240 steps, about 30 minutes): is it the budget?
@@ -98,7 +98,7 @@ def freeze_first_layers(model: ProcessRewardModel, k: int) -> None:
 
 
 def measure(model: ProcessRewardModel, config: TrainConfig) -> dict[str, Any]:
-    """Chapter 5's held-out measurements, the times-table probe and the seed's cases."""
+    """Chapter 5's held-out measurements, the times-table probe and the naive tutorial's cases."""
     test = test_set(config)
     probs = model.score_batch([s.as_item() for s in test])
     out: dict[str, Any] = {"test": step_metrics(probs, [s.targets for s in test])}

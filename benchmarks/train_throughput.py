@@ -1,17 +1,17 @@
-"""Training throughput: prm_lib's Trainer vs the seed's training loop, in one run. One JSON line.
+"""Training throughput: prm_lib's Trainer vs the naive tutorial's training loop, in one run. One JSON line.
 
     python benchmarks/train_throughput.py                         # CPU, the cpu preset's backbone
     python benchmarks/train_throughput.py --backbone qwen2.5-0.5b-random --device cuda \\
         --batch-size 128 --steps 30 --compile --variants tokens:24576   # GPU: tokens/s and MFU
 
-* seed: batch 1, an optimizer step per sample, the seed's per-token search for "\\n"
-  (``prm_lib.joined_text.joined_train_step``), on the same backbone.
+* seed: batch 1, an optimizer step per sample, the naive tutorial's per-token search for "\\n"
+  (``prm_lib.course.joined_text.joined_train_step``), on the same backbone.
 * trainer: ``prm_lib.train.Trainer.train_step`` on the trainer's own length-bucketed batches
   (``--max-len``: only solutions of at most that many tokens, and with ``--compile`` all padded to it,
   the one-shape method measured before ``torch.compile`` took every shape at once).
 * ``--variants``: more batchings timed through the same ``train_step`` (and the same compiled model):
   ``rows:N`` length-bucketed batches of N rows, ``tokens:N`` batches of about N padded tokens
-  (``prm_lib.train.token_budget_batches``), ``fixed:W`` solutions <= W tokens padded to W.
+  (``prm_lib.batching.token_budget_batches``), ``fixed:W`` solutions <= W tokens padded to W.
 * ``--breakdown``: forward, forward+backward alone, and one step cut into its phases with a sync
   after each (forward+loss, backward, clipping, optimizer, zero_grad); the CUDA allocator's counters.
 * ``--compare-explicit``: the trainer's batches again with the positions passed explicitly, as before
@@ -33,9 +33,10 @@ import time
 import torch
 
 from prm_lib.backbones import resolve_device
-from prm_lib.joined_text import joined_train_step
+from prm_lib.batching import length_bucketed_batches, token_budget_batches
+from prm_lib.course.joined_text import joined_train_step
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import Trainer, length_bucketed_batches, token_budget_batches
+from prm_lib.train import Trainer
 from prm_lib.training_data import build_data
 from prm_lib.zoo import preset
 
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=20, help="timed trainer steps (after 3 warm-up steps)")
-    parser.add_argument("--seed-steps", type=int, default=40, help="timed steps of the seed's loop (samples)")
+    parser.add_argument("--seed-steps", type=int, default=40, help="timed steps of the naive tutorial's loop (samples)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--precision", default=None, help="fp32, bf16 (mixed: fp32 weights) or bf16-pure "
                                                           "(default: the trainer's, bf16 on CUDA)")
@@ -95,7 +96,7 @@ def main() -> None:
     prm = ProcessRewardModel.from_backbone(config.backbone, device=device, n_layers=config.n_layers)
     train_set, val_set = build_data(config)
 
-    # --- the seed's loop: one sample per optimizer step -----------------------------------------
+    # --- the naive tutorial's loop: one sample per optimizer step -----------------------------------------
     seed_opt = torch.optim.AdamW([p for p in prm.parameters() if p.requires_grad], lr=config.lr)
     for s in train_set[:2]:
         joined_train_step(prm, seed_opt, s.problem, s.steps, s.labels)

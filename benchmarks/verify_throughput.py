@@ -8,7 +8,7 @@ Prints one JSON line. Not a test: run it on purpose, on a quiet machine.
 Candidates are 32 samples of the simulated noisy policy for each of 32 test problems
 (the first 1,000 kept), as chapter 7 draws them. Three ways to score them:
 
-* one_at_a_time: ``prm.score`` per candidate, the seed's verifier loop.
+* one_at_a_time: ``prm.score`` per candidate, the naive tutorial's verifier loop.
 * score_batch: every candidate through ``score_batch`` (length-planned batches).
 * verifier: ``PRMVerifier.step_probabilities``, which also scores each distinct
   solution once (sampled candidates repeat).
@@ -26,7 +26,7 @@ import time
 import torch
 
 from prm_lib.model import ProcessRewardModel
-from prm_lib.monte_carlo import SimulatedPolicy
+from prm_lib.policies import SimulatedPolicy
 from prm_lib.synthetic import problems
 from prm_lib.verify import PRMVerifier
 

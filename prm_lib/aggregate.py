@@ -15,17 +15,20 @@ probabilities must be folded into one number, and the fold is a modelling choice
 * ``geometric_mean``: ``prod`` without the length penalty.
 
 Everything works on padded batches: ``probs`` of shape (B, S) with a boolean
-``mask`` of the real steps (``StepScores``), as ``ProcessRewardModel.score_batch(...,
-padded=True)`` and ``PRMVerifier.step_scores`` produce them. The list-of-lists helpers
+``mask`` of the real steps (``StepScores``), as ``ProcessRewardModel.score_padded`` and
+``PRMVerifier.step_scores`` produce them. The list-of-lists helpers
 (``aggregate_many``, ``aggregate_one``) pad and call the same ``aggregate``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import NamedTuple, Sequence
 
 import torch
+
+from .modules import CallableModule
 
 AGGREGATIONS = ("min", "prod", "last", "mean", "weighted_mean", "geometric_mean")
 _EPS = 1e-12  # log(0) guard for prod and geometric_mean
@@ -110,3 +113,7 @@ def aggregate_one(step_probs: Sequence[float], how: str = "min", decay: float = 
     if len(step_probs) == 0:
         raise ValueError("a solution with no steps has no score")
     return aggregate_many([step_probs], how, decay)[0]
+
+
+# ``prm_lib.aggregate(...)`` calls ``aggregate`` (prm_lib.modules)
+sys.modules[__name__].__class__ = CallableModule

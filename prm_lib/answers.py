@@ -5,9 +5,9 @@ and by verification (chapter 7: majority vote and weighted vote group solutions
 by final answer). "12", "12.0", "$12$", "\\boxed{12}" and "The answer is 12."
 all normalise to "12".
 
-This module reads an answer out of any text, leniently ("answer: 12", "answer = 12" too).
-Whether a step of a solution *states* its answer, which ends a solution for the policies and
-for search, is one rule of the course's step language: ``prm_lib.synthetic.is_answer_step``.
+This module reads an answer out of any text, leniently ("answer: 12", "answer = 12" too), and
+says whether a step *states* its answer (``states_answer``), which ends a solution for the
+policies, for the synthetic step language and for search.
 """
 
 from __future__ import annotations
@@ -21,6 +21,17 @@ _ANSWER_PATTERNS = [
     re.compile(r"answer\s*(?:is|:|=)\s*:?\s*(.+?)(?:\.\s*$|\.\s+|$)", re.IGNORECASE | re.MULTILINE),
 ]
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+ANSWER_PHRASE = "answer is"  # what marks a step that states the answer, in any case ("So the answer is 12")
+_ANSWER_PHRASE = re.compile(re.escape(ANSWER_PHRASE), re.IGNORECASE)
+
+
+def states_answer(step: str, boxed: bool = True) -> bool:
+    """Whether a step states the solution's answer: it says ``ANSWER_PHRASE`` in any case (the course's step
+    language ends with "The answer is N.", and a language model shown it writes "So the answer is 12"), or,
+    with ``boxed``, it gives a LaTeX ``\\boxed{}`` answer, as prose solutions do. The policies, which write
+    the step language, read the phrase only (``boxed=False``)."""
+    return _ANSWER_PHRASE.search(step) is not None or (boxed and "\\boxed{" in step)
 
 
 def normalize_answer(text: str | None) -> str | None:

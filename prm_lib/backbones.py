@@ -91,8 +91,8 @@ def ensure_pad_token(tokenizer: Any) -> Any:
 def keep_first_layers(model: nn.Module, n_layers: int) -> nn.Module:
     """Cut a causal LM to its first ``n_layers`` transformer blocks, in place.
 
-    Fine-tuning 8 of SmolLM2's 30 layers trains ~4x faster on a CPU and still
-    learns the course's step errors (chapter 5 measures how well).
+    Fine-tuning 8 of SmolLM2's 30 layers keeps CPU training short and still
+    learns the course's step errors (chapter 5 measures how well; benchmarks/ and appendix A time it).
     """
     body = model.base_model
     layers = getattr(body, "layers", None)

@@ -12,11 +12,13 @@ Chapter 2 of the course. Two facts drive the design:
   batch, so padding is pure loss (benchmarks/score_throughput.py measures it;
   benchmarks/RESULTS.md has the numbers). ``plan_batches`` therefore sorts by length and
   groups only solutions whose padding stays under a budget, capped by a token
-  count per batch; the defaults differ per device.
+  count per batch; the defaults differ per device. Training plans each epoch's batches here too
+  (``length_bucketed_batches``, ``token_budget_batches``): shuffled, and of solutions of similar length.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -48,6 +50,12 @@ class Batch:
         return int(self.attention_mask.sum())
 
 
+
+def gather_steps(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) values at (B, S) positions (a batch's ``step_positions``): (B, S, D), in one ``torch.gather``,
+    no per-token Python loop."""
+    return values.gather(1, positions.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
 def collate(
     encoded: Sequence[EncodedSolution],
     pad_token_id: int,
@@ -67,8 +75,8 @@ def collate(
     width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     n_steps = max(e.n_scored for e in encoded)
     # Rows are built as Python lists and converted once per tensor (one torch.tensor call each, not
-    # several per row): the same tensors, a few times faster to make, which counts on a GPU where
-    # the CPU prepares batch i+1 while batch i runs.
+    # several per row): the same tensors with less Python work, which counts on a GPU where the CPU
+    # prepares batch i+1 while batch i runs.
     left = padding_side == "left"
     ids_rows, mask_rows, pos_rows, step_rows, first_rows = [], [], [], [], []
     for e in encoded:
@@ -110,34 +118,84 @@ class BatchPolicy:
     @staticmethod
     def for_device(device: torch.device) -> "BatchPolicy":
         if device.type == "cuda":
-            # Measured on an H100 with the Qwen2.5-0.5B shape (benchmarks/RESULTS.md): batches of at most 64
-            # rows with any padding beat wider batches and a padding cap; in a sorted batch of 64 the padding
-            # is small anyway.
+            # Batches of at most 64 rows with any padding: in a length-sorted batch of 64 the padding is
+            # small, and wider batches or a padding cap did not score faster (benchmarks/RESULTS.md).
             return BatchPolicy(max_tokens=65536, max_padding=1.0, max_batch=64)
         # CPU/MPS: padding is pure loss; group only near-equal lengths, in small batches.
         return BatchPolicy(max_tokens=2048, max_padding=0.05, max_batch=16)
 
 
-def plan_batches(lengths: Sequence[int], policy: BatchPolicy) -> list[list[int]]:
-    """Group indices of solutions into batches, longest first, within the policy's budgets."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+def _greedy_batches(order: Sequence[int], fits: Callable[[list[int], int], bool]) -> list[list[int]]:
+    """Cut ``order`` into consecutive batches: solution ``i`` joins the current batch while ``fits(batch, i)``,
+    else starts the next one."""
     batches: list[list[int]] = []
     current: list[int] = []
-    real_tokens = 0
     for i in order:
-        if current:
-            width = lengths[current[0]]  # sorted: the first is the longest
-            rows = len(current) + 1
-            padded = rows * width
-            waste = 1.0 - (real_tokens + lengths[i]) / padded
-            if rows > policy.max_batch or padded > policy.max_tokens or waste > policy.max_padding:
-                batches.append(current)
-                current, real_tokens = [], 0
+        if current and not fits(current, i):
+            batches.append(current)
+            current = []
         current.append(i)
-        real_tokens += lengths[i]
     if current:
         batches.append(current)
     return batches
+
+
+def plan_batches(lengths: Sequence[int], policy: BatchPolicy) -> list[list[int]]:
+    """Group indices of solutions into batches, longest first, within the policy's budgets."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def fits(current: list[int], i: int) -> bool:
+        rows, width = len(current) + 1, lengths[current[0]]  # sorted: the first is the longest
+        padded = rows * width
+        waste = 1.0 - (sum(lengths[j] for j in current) + lengths[i]) / padded
+        return rows <= policy.max_batch and padded <= policy.max_tokens and waste <= policy.max_padding
+
+    return _greedy_batches(order, fits)
+
+
+# -- training: one epoch's batches, shuffled, of solutions of similar length ----------------------------
+def _bucketed_epoch(lengths: Sequence[int], window: int, seed: int, epoch: int,
+                    cut: Callable[[list[int]], list[list[int]]]) -> list[list[int]]:
+    """Shuffle the solutions (seeded by ``seed`` and ``epoch``), sort each window of ``window`` by length,
+    ``cut`` each sorted window into batches, and shuffle the batches: solutions of similar length share a
+    batch (little padding), and the order still varies per epoch."""
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        batches.extend(cut(sorted(order[start : start + window], key=lambda i: lengths[i])))
+    rng.shuffle(batches)
+    return batches
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """One epoch of batches of ``batch_size`` solutions: shuffled, sorted within windows of 50 batches by
+    length, the batches shuffled (``_bucketed_epoch``)."""
+    return _bucketed_epoch(lengths, batch_size * 50, seed, epoch,
+                           lambda chunk: [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)])
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epoch: int,
+                         pad_to_multiple_of: int = 1, max_batch: int | None = None) -> list[list[int]]:
+    """One epoch of batches of about ``max_tokens`` padded tokens each (a GPU option; the CPU presets keep
+    ``length_bucketed_batches``).
+
+    As there, solutions are shuffled, sorted by length within windows, cut into batches, and the batches
+    shuffled; here a batch takes solutions while rows x width (the longest, rounded up to
+    ``pad_to_multiple_of``) stays within ``max_tokens``, so short solutions come many to a batch and long
+    ones few, and every step does about the same work with little padding. A solution longer than
+    ``max_tokens`` gets a batch of its own. Every index appears exactly once.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    window = max(1, 50 * max_tokens // max(1, round(sum(lengths) / max(1, len(lengths)))))
+
+    def fits(current: list[int], i: int) -> bool:  # ascending: the newest solution is the widest of its batch
+        width = -(-lengths[i] // pad_to_multiple_of) * pad_to_multiple_of
+        return (len(current) + 1) * width <= max_tokens and (max_batch is None or len(current) < max_batch)
+
+    return _bucketed_epoch(lengths, window, seed, epoch, lambda chunk: _greedy_batches(chunk, fits))
 
 
 def score_in_batches(encoded: Sequence[EncodedSolution], policy: BatchPolicy,
@@ -164,3 +222,22 @@ def score_in_batches(encoded: Sequence[EncodedSolution], policy: BatchPolicy,
     for idx, batch_probs in pending:  # steps past a row's n_scored (cut by max_length) stay NaN
         probs[idx, : batch_probs.shape[1]] = batch_probs.cpu().double()
     return probs, mask
+
+
+class ScoresAsLists:
+    """The list forms of a scorer's padded scores, for a class with ``score_encoded_padded`` and
+    ``score_padded`` (``ProcessRewardModel``, the adapters of ``prm_lib.scorers``)."""
+
+    def score_encoded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
+                      padding_side: str = "right", progress: bool = False) -> list[list[float]]:
+        """``score_encoded_padded`` as one list per solution (``StepScores.rows``)."""
+        return self.score_encoded_padded(encoded, policy, padding_side, progress).rows()  # type: ignore[attr-defined]
+
+    def score_batch(self, items: Sequence[tuple[str, Sequence[str]]], policy: BatchPolicy | None = None,
+                    padding_side: str = "right", progress: bool = False) -> list[list[float]]:
+        """``score_padded`` as one list per item, ``len == len(steps)``; NaN for steps cut by max_length."""
+        return self.score_padded(items, policy, padding_side, progress).rows()  # type: ignore[attr-defined]
+
+    def score(self, problem: str, steps: Sequence[str]) -> list[float]:
+        """P(step correct) for every step of one solution."""
+        return self.score_batch([(problem, steps)])[0]

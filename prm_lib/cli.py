@@ -19,7 +19,9 @@ import re
 import sys
 from typing import Any, Sequence
 
+from .objectives import OBJECTIVES
 from .train import SYNTHETIC_FIELDS, TrainConfig
+
 
 def weights(text: str) -> dict[str, float]:
     """``arithmetic_slip=3,wrong_number=1`` -> {"arithmetic_slip": 3.0, "wrong_number": 1.0}."""
@@ -36,6 +38,8 @@ def weights(text: str) -> dict[str, float]:
 
 
 _TYPES = {"int": int, "float": float, "str": str, "dict[str, float]": weights}
+# settings that take one of a few names: the CLI lists them and refuses any other
+_CHOICES = {"objective": list(OBJECTIVES)}
 
 
 def _field_type(annotation: str):
@@ -74,9 +78,13 @@ def _add_setting(group: argparse._ArgumentGroup, flag: str, dest: str, annotatio
     if kind is None:
         raise TypeError(f"setting {dest} has a type the CLI cannot parse: {annotation}")
     metavar = "KIND=W,..." if kind is weights else kind.__name__.upper()
+    choices = _CHOICES.get(dest)
+    if choices is not None:
+        metavar = "{" + ",".join(choices) + "}"
     # unset settings leave no attribute (SUPPRESS), so "none" can set an optional one to None
     group.add_argument(flag, dest=dest, type=_none_or(kind) if optional else kind, default=argparse.SUPPRESS,
-                       metavar=metavar, help=f"({annotation}{'; none to unset' if optional else ''}; {default})")
+                       choices=choices, metavar=metavar,
+                       help=f"({annotation}{'; none to unset' if optional else ''}; {default})")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -153,12 +161,16 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--backbone", help="an untrained PRM on this backbone")
     p.add_argument("--problem", required=True)
     p.add_argument("--step", action="append", required=True, help="one step; repeat for each step, in order")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
 
 
 def _run_score(args: argparse.Namespace) -> int:
     from .model import ProcessRewardModel
 
-    prm = ProcessRewardModel.load(args.checkpoint) if args.checkpoint else ProcessRewardModel.from_backbone(args.backbone)
+    if args.checkpoint:
+        prm = ProcessRewardModel.load(args.checkpoint, device=args.device)
+    else:
+        prm = ProcessRewardModel.from_backbone(args.backbone, device=args.device)
     print(json.dumps({"step_probabilities": prm.score(args.problem, args.step)}))
     return 0
 
@@ -178,7 +190,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 def _run_convert(args: argparse.Namespace) -> int:
     from .data import convert
 
-    options = {"neutral": args.neutral} if args.neutral and args.src_format == "prm800k" else {}
+    if args.neutral and args.src_format != "prm800k":
+        raise ValueError(f"--neutral reads PRM800K's neutral ratings; --from {args.src_format} has none")
+    options = {"neutral": args.neutral} if args.neutral else {}
     n = convert(args.src, args.src_format, args.dst, args.dst_format, **options)
     print(json.dumps({"written": n, "dst": args.dst, "format": args.dst_format}))
     return 0
@@ -346,8 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # an optional dependency (an extra) that is not installed
+        print(f"error: {err}: an optional package this command needs is not installed", file=sys.stderr)
         return 2
 
 

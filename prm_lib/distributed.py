@@ -136,4 +136,5 @@ def gather_model(accelerator: Accelerator, wrapped: torch.nn.Module, model: "Pro
                                             # and a PRM reading the LM's surprise keeps its reader (its weights are in state)
                                             surprise_from=model.surprise_source.name if model.surprise_source else None)
     copy.load_state_dict({k: v.float() for k, v in state.items()})
+    copy.backbone_changed = model.backbone_changed
     return copy.eval()

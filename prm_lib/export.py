@@ -9,7 +9,7 @@ scorer) reads the PRM. Written in float32, so the round trip keeps the scores to
 
 The reading layout goes in ``config.prm_lib``: the separator, that prm_lib puts it after the
 problem too (TRL does not), the ids put first, ``max_length`` and the objective;
-``prm_lib.scorers.TokenClassifierScorer`` reads it from there. A PRM that reads a frozen LM's
+``prm_lib.scorers.token_classifier.TokenClassifierScorer`` reads it from there. A PRM that reads a frozen LM's
 surprise is refused (the token classifier cannot hold the second model); an ORM is exported with
 ``objective: "orm"`` recorded, and only its last step's score means anything.
 """

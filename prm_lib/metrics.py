@@ -8,7 +8,7 @@ so they work on any model's output. NaN probabilities (steps cut by
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -140,6 +140,16 @@ def first_error_scores(
     return {k: (float(v[0]) if isinstance(v, np.ndarray) else v) for k, v in scores.items()}
 
 
+def first_error_f1(hit: np.ndarray, erroneous: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ProcessBench's F1 from each solution's hit (its predicted first error is the true one; shape (N,), or
+    (N, T) for T thresholds) and whether it is erroneous (N,): (f1, acc_erroneous, acc_correct), F1 being
+    the harmonic mean of the accuracies on erroneous and on correct solutions (0 where both are 0)."""
+    acc_err, acc_ok = hit[erroneous].mean(axis=0), hit[~erroneous].mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(acc_err + acc_ok > 0, 2 * acc_err * acc_ok / (acc_err + acc_ok), 0.0)
+    return f1, acc_err, acc_ok
+
+
 def _first_error_table(probs, first_errors, thresholds) -> dict[str, Any]:
     truth = np.asarray(first_errors, dtype=np.int64)
     if len(probs) != truth.size:
@@ -151,10 +161,7 @@ def _first_error_table(probs, first_errors, thresholds) -> dict[str, Any]:
     if not erroneous.any() or not correct.any():
         raise ValueError(f"need erroneous and correct solutions; got {int(erroneous.sum())} and {int(correct.sum())}")
     pred = predicted_first_errors(probs, thresholds)
-    hit = pred == truth[:, None]
-    acc_err, acc_ok = hit[erroneous].mean(axis=0), hit[correct].mean(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(acc_err + acc_ok > 0, 2 * acc_err * acc_ok / (acc_err + acc_ok), 0.0)
+    f1, acc_err, acc_ok = first_error_f1(pred == truth[:, None], erroneous)
     return {"f1": f1, "acc_erroneous": acc_err, "acc_correct": acc_ok, "threshold": np.asarray(thresholds, dtype=np.float64),
             "n": int(truth.size), "n_erroneous": int(erroneous.sum()), "n_correct": int(correct.sum())}
 
@@ -197,3 +204,15 @@ def calibration_bins(probs: Sequence[float], targets: Sequence[float], n_bins: i
     filled = count > 0
     ece = float(np.sum(count[filled] * np.abs(mean_p[filled] - rate[filled])) / p.size)
     return {"edges": edges, "mean_prob": mean_p, "observed": rate, "count": count, "ece": ece}
+
+
+# -- bootstrap intervals (chapters 4, 7, 8) ---------------------------------------------------------------
+def paired_bootstrap(statistic: Callable[[np.ndarray], np.ndarray | float], n: int, n_boot: int = 1000,
+                     seed: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of ``statistic(indices)`` (a number or an array) over ``n_boot`` resamples of
+    ``range(n)`` with replacement. A statistic that reads two models (or methods) on the same resampled
+    indices gives the interval of their paired difference."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi

@@ -8,7 +8,7 @@ a frozen whole LM's per-token surprise through a learned gate, which lowers the
 logit of a step whose tokens, or an earlier step's, the LM did not expect
 (``prm_lib.surprise``). Step positions come from
 ``prm_lib.steps.encode_solution`` and are gathered in one vectorised
-``torch.gather``: no per-token Python loop, no ``.item()`` per token.
+``torch.gather`` (``prm_lib.batching.gather_steps``): no per-token Python loop, no ``.item()`` per token.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 from . import __version__
 from .aggregate import StepScores
 from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
-from .batching import Batch, BatchPolicy, collate, score_in_batches
+from .batching import Batch, BatchPolicy, ScoresAsLists, collate, gather_steps, score_in_batches
 from .objectives import objective as objective_by_name
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
 from .surprise import SurpriseReader, SurpriseSource
@@ -37,33 +37,67 @@ BACKBONE_DIR = "backbone"
 HEAD_SEED = 0
 
 
-def _fingerprint(module: nn.Module) -> list[float]:
-    """Cheap summary of all weights: tells whether training touched the backbone."""
-    with torch.no_grad():
-        return [float(p.detach().double().sum()) + float(p.detach().double().square().sum()) for p in module.parameters()]
+class _BackboneWatch:
+    """Tells whether any backbone weight changed in place since it was loaded: each parameter's version
+    counter, which torch bumps on every in-place change (an optimizer step, ``load_state_dict``, a hand edit
+    under ``no_grad``); a parameter replaced by another object counts as changed too. Reading the counters
+    costs nothing per weight, whatever the model's size."""
+
+    def __init__(self, params: Sequence[nn.Parameter]) -> None:
+        self.params = list(params)
+        self.versions = [p._version for p in self.params]
+
+    def changed(self, params: Sequence[nn.Parameter]) -> bool:
+        params = list(params)
+        return len(params) != len(self.params) or any(
+            p is not q or p._version != v for p, q, v in zip(params, self.params, self.versions))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_BackboneWatch":
+        """A copied model's weights are fresh tensors (version 0): the copy watches them from their own
+        counters, and a weight already changed in the original stays changed."""
+        import copy
+
+        new = _BackboneWatch.__new__(_BackboneWatch)
+        new.params = [copy.deepcopy(p, memo) for p in self.params]
+        new.versions = [q._version if p._version == v else -1
+                        for p, q, v in zip(self.params, new.params, self.versions)]
+        return new
 
 
 def _no_mask_mapping(backbone: nn.Module) -> dict[str, None] | None:
-    """``{"full_attention": None}`` if the backbone's forward accepts a prepared mapping of masks per layer
-    type (transformers' Qwen2 and most recent models do) and every layer attends causally over the whole
-    row; else None (the backbone builds its mask itself)."""
-    import inspect
+    """``{"full_attention": None}`` if every layer of the backbone attends causally over the whole row and its
+    forward takes that prepared mapping of masks per layer type (transformers' Qwen2 does; Llama does not) to
+    mean "no mask"; else None (the backbone builds its mask itself).
 
-    try:
-        source = inspect.getsource(type(backbone).forward)
-    except (OSError, TypeError):
-        return None
+    Decided by behaviour: two tokens are read with no mask and with the mapping, in eval mode (no dropout,
+    no random numbers drawn); the mapping is taken only if it runs and gives the same hidden states.
+    """
     config = backbone.config
     kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
-    if "causal_mask_mapping := attention_mask, dict" not in source or kinds != {"full_attention"}:
+    if kinds != {"full_attention"} or (getattr(config, "use_sliding_window", False)
+                                       and getattr(config, "sliding_window", None)):
         return None
-    if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
+    mapping = {"full_attention": None}
+    parameter = next(backbone.parameters(), None)
+    if parameter is None or parameter.device.type == "meta":
         return None
-    return {"full_attention": None}
+    ids = torch.zeros((1, 2), dtype=torch.long, device=parameter.device)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            plain = backbone(input_ids=ids, use_cache=False).last_hidden_state
+            mapped = backbone(input_ids=ids, attention_mask=mapping, use_cache=False).last_hidden_state
+    except Exception:  # noqa: BLE001 (a backbone that cannot read the mapping fails in its own way)
+        return None
+    finally:
+        backbone.train(was_training)
+    return mapping if torch.equal(plain, mapped) else None
 
 
-class ProcessRewardModel(nn.Module):
-    """Backbone + value head; ``score`` returns P(step correct) for every step."""
+class ProcessRewardModel(ScoresAsLists, nn.Module):
+    """Backbone + value head; ``score`` returns P(step correct) for every step (``score_batch``, ``score_encoded``:
+    the list forms of ``score_padded``, ``score_encoded_padded``)."""
 
     def __init__(
         self,
@@ -102,10 +136,14 @@ class ProcessRewardModel(nn.Module):
             surprise.check_tokenizer(self.tokenizer, f"the PRM on {backbone_name or 'this backbone'}")
         self.surprise_source = surprise
         self.reader = SurpriseReader(hidden).to(self.value_head.weight.device) if surprise is not None else None
-        self._pretrained_fingerprint = _fingerprint(self.backbone) if backbone_name else None
+        # Whether the backbone's weights may differ from those its name loads: saving then writes them
+        # (``save``). The trainer sets it (``mark_backbone_changed``); a backbone without a name always counts,
+        # and so does any weight changed in place since now (``_BackboneWatch``).
+        self.backbone_changed = backbone_name is None
+        self._backbone_watch = _BackboneWatch(self.backbone.parameters())
         # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
         self.implicit_positions: bool | None = None
-        self._no_mask = _no_mask_mapping(self.backbone)
+        self.no_mask = _no_mask_mapping(self.backbone)
 
     # -- construction ----------------------------------------------------
     @classmethod
@@ -146,8 +184,7 @@ class ProcessRewardModel(nn.Module):
         built with ``surprise_from`` subtracts what its reader makes of the frozen LM's surprise.
         """
         hidden = self.hidden_states(batch)  # (B, T, H)
-        index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-        step_hidden = torch.gather(hidden, 1, index)  # (B, S, H)
+        step_hidden = gather_steps(hidden, batch.step_positions)  # (B, S, H)
         # fp32 (the head's dtype) but under FSDP's bf16 mixed precision, which casts the head's weights too
         logits = self.value_head(step_hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
         if self.reader is None:
@@ -160,7 +197,7 @@ class ProcessRewardModel(nn.Module):
     def hidden_states(self, batch: Batch) -> torch.Tensor:
         """The backbone's last hidden states (B, T, H) for ``batch``: what the value head and the reader see.
 
-        A linear probe (``prm_lib.probe``) reads them with the backbone frozen.
+        A linear probe (``prm_lib.course.probe``) reads them with the backbone frozen.
 
         With right padding the pads come after every real token, and causal attention never
         looks forward, so no padding mask is needed: the backbone takes its plain causal path
@@ -170,14 +207,14 @@ class ProcessRewardModel(nn.Module):
         positions are left to the backbone (``implicit_positions``): given explicitly, the pads' repeated
         positions read to transformers as several sequences packed in one row, and it builds a
         (B, 1, T, T) mask (no flash attention) after reading a GPU value back, a sync in every forward.
-        On the CPU the explicit positions stay, so CPU results are unchanged to the bit.
+        On the CPU the explicit positions stay: every row is numbered the same way whatever runs it.
         """
         implicit = self.implicit_positions if self.implicit_positions is not None else self.device.type == "cuda"
         right = batch.padding_side == "right"
         if right and implicit:
             # A backbone that takes a prepared mask mapping (Qwen2) is told "no mask" outright, so it skips
             # building one, and with it a look at the positions that reads a GPU value back.
-            hidden = self.backbone(input_ids=batch.input_ids, attention_mask=self._no_mask, position_ids=None,
+            hidden = self.backbone(input_ids=batch.input_ids, attention_mask=self.no_mask, position_ids=None,
                                    use_cache=False).last_hidden_state
         else:
             hidden = self.backbone(
@@ -203,10 +240,7 @@ class ProcessRewardModel(nn.Module):
         """(B, T) surprise of the frozen LM at every token of ``batch`` (on this model's device)."""
         if self.surprise_source is None:
             raise ValueError("this PRM reads no surprise (built without surprise_from)")
-        right = batch.padding_side == "right"
-        surprise = self.surprise_source(batch.input_ids, None if right else batch.attention_mask,
-                                        None if right else batch.position_ids)
-        return surprise.to(self.device)
+        return self.surprise_source(batch.input_ids, batch.attention_mask).to(self.device)
 
     @torch.inference_mode()
     def attach_surprise(self, encoded: Sequence[EncodedSolution], progress: bool = False, cache: bool = False) -> None:
@@ -249,19 +283,16 @@ class ProcessRewardModel(nn.Module):
 
     # -- scoring ---------------------------------------------------------------
     @torch.inference_mode()
-    def score_encoded(
+    def score_encoded_padded(
         self,
         encoded: Sequence[EncodedSolution],
         policy: BatchPolicy | None = None,
         padding_side: str = "right",
         progress: bool = False,
-        padded: bool = False,
-    ) -> list[list[float]] | StepScores:
-        """P(step correct) for already-encoded solutions, in their order; NaN for steps cut by max_length.
-
-        ``padded=True`` keeps them as they are computed, a (B, S) tensor with the mask of each solution's
-        steps (``StepScores``, cut steps inside the mask as NaN), which ``prm_lib.aggregate`` reads
-        directly; otherwise one list per solution (``StepScores.rows``).
+    ) -> StepScores:
+        """P(step correct) for already-encoded solutions, in their order, as they are computed: a (B, S)
+        tensor with the mask of each solution's steps (``StepScores``; steps cut by max_length are NaN inside
+        the mask), which ``prm_lib.aggregate`` reads directly.
         """
         policy = policy or BatchPolicy.for_device(self.device)
         self.attach_surprise(encoded, progress=progress)  # the frozen LM once per distinct solution, if read
@@ -276,28 +307,22 @@ class ProcessRewardModel(nn.Module):
             probs, mask = score_in_batches(encoded, policy, probabilities, progress)
         finally:
             self.train(was_training)
-        scores = StepScores(probs, mask)
-        return scores if padded else scores.rows()
+        return StepScores(probs, mask)
 
-    def score_batch(
+    def score_padded(
         self,
         items: Sequence[tuple[str, Sequence[str]]],
         policy: BatchPolicy | None = None,
         padding_side: str = "right",
         progress: bool = False,
-        padded: bool = False,
-    ) -> list[list[float]] | StepScores:
-        """P(step correct) for each step of each ``(problem, steps)``; one list per item, ``len == len(steps)``,
-        or with ``padded=True`` one (B, S) tensor and its mask (see ``score_encoded``).
+    ) -> StepScores:
+        """P(step correct) for each step of each ``(problem, steps)`` as one (B, S) tensor and its mask
+        (see ``score_encoded_padded``).
 
         Batches are planned by length (see ``prm_lib.batching``). A solution longer than
         ``max_length`` is cut by whole steps from the end, with a warning; its cut steps score NaN.
         """
-        return self.score_encoded(self.encode(items), policy, padding_side, progress, padded)
-
-    def score(self, problem: str, steps: Sequence[str]) -> list[float]:
-        """P(step correct) for every step of one solution."""
-        return self.score_batch([(problem, steps)])[0]
+        return self.score_encoded_padded(self.encode(items), policy, padding_side, progress)
 
     # -- persistence -------------------------------------------------------------
     def head_modules(self) -> dict[str, nn.Module]:
@@ -318,9 +343,14 @@ class ProcessRewardModel(nn.Module):
         if extra:
             raise ValueError(f"the saved head has reader tensors ({', '.join(extra)}) but this PRM reads no surprise")
 
+    def mark_backbone_changed(self) -> None:
+        """Record that the backbone's weights changed (the trainer calls it when it updates them; call it after
+        changing them by hand), so ``save`` writes them instead of only the backbone's name."""
+        self.backbone_changed = True
+
     def backbone_is_pretrained(self) -> bool:
-        """True if the backbone still has the weights it was loaded with (so saving its name suffices)."""
-        return self._pretrained_fingerprint is not None and _fingerprint(self.backbone) == self._pretrained_fingerprint
+        """True if the backbone has the weights its name loads (so saving its name suffices)."""
+        return not self.backbone_changed and not self._backbone_watch.changed(self.backbone.parameters())
 
     def config_dict(self) -> dict[str, Any]:
         return {
@@ -363,7 +393,7 @@ class ProcessRewardModel(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> "ProcessRewardModel":
-        """Rebuild a PRM written by ``save``; one saved without an ``objective`` (before it was recorded) is a PRM."""
+        """Rebuild a PRM written by ``save``; a config without an ``objective`` is a PRM's."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
@@ -373,6 +403,16 @@ class ProcessRewardModel(nn.Module):
         config = json.loads(config_path.read_text())
         if not str(config.get("format", "")).startswith("prm_lib.ProcessRewardModel/"):
             raise ValueError(f"{config_path} is not a prm_lib ProcessRewardModel config")
+        missing = [HEAD_FILE] if not (directory / HEAD_FILE).is_file() else []
+        if config.get("backbone_weights"):
+            body = directory / config["backbone_weights"]
+            if not body.is_dir():
+                missing.append(f"{config['backbone_weights']}/ (the trained backbone's weights and tokenizer)")
+            elif not (body / "config.json").is_file():
+                missing.append(f"{config['backbone_weights']}/config.json")
+        if missing:
+            raise FileNotFoundError(f"{directory} is an incomplete ProcessRewardModel checkpoint: "
+                                    f"{', '.join(missing)} missing")
         settings = dict(separator=config["separator"], max_length=config["max_length"], n_layers=config["n_layers"],
                         objective=config.get("objective", "prm"))
         if config.get("surprise_from"):
@@ -392,3 +432,7 @@ class ProcessRewardModel(nn.Module):
         prm.load_head_state_dict({k: v.to(prm.device) for k, v in load_file(directory / HEAD_FILE).items()})
         prm.eval()
         return prm
+
+    # the names Hugging Face models use
+    from_pretrained = load
+    save_pretrained = save

@@ -7,8 +7,7 @@ No human looks at a step. The price is noise: a wrong step can still lead to the
 right answer (the policy recovers, or errors cancel) and a right step can fail to
 (the policy errs later), and how often depends on the policy and on ``k``.
 
-The policies live in ``prm_lib.policies`` (``SimulatedPolicy``, ``LMPolicy``, the
-``Policy`` interface); they are re-exported here, where the course first meets them.
+The policies are ``prm_lib.policies``'s (``SimulatedPolicy``, ``LMPolicy``, the ``Policy`` interface).
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .answers import extract_final_answer, normalize_answer
-from .policies import END_OF_SOLUTION, LMPolicy, Policy, SimulatedPolicy, split_lines
+from .policies import Policy
 
-__all__ = ["END_OF_SOLUTION", "LMPolicy", "MCLabels", "Policy", "SimulatedPolicy", "monte_carlo_labels", "split_lines"]
+__all__ = ["MCLabels", "monte_carlo_labels"]
 
 
 @dataclass

@@ -9,11 +9,16 @@ reads, how it is evaluated, and how a verifier must read its scores. The trainer
 * ``orm``: one label per solution (is its final answer right?, Cobbe et al., 2021), a loss
   on the last step only, outcome AUROC; only the last step's score was trained, so a
   verifier reads it with the ``last`` aggregation (Lightman et al., 2023, compare both this way).
+
+What makes a solution's outcome right is a parameter of the ORM (``objective("orm", outcome=...)``): by
+default the course's synthetic solutions' own record of it (``synthetic_outcome``); ProcessBench's prose
+records, say, carry ``meta["final_answer_correct"]`` instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -23,16 +28,21 @@ from .metrics import auroc, step_metrics
 from .steps import EncodedSolution
 
 
-def outcome_targets(samples: Sequence[PRMSample]) -> list[float]:
-    """ORM labels: 1 if the solution's final answer is right (``meta['answer']`` vs ``meta['final_answer']``),
-    else 0; without those fields, 1 if every step is correct."""
-    out = []
-    for s in samples:
-        if "answer" in s.meta and "final_answer" in s.meta:
-            out.append(1.0 if s.meta["answer"] == s.meta["final_answer"] else 0.0)
-        else:
-            out.append(1.0 if s.is_correct else 0.0)
-    return out
+Outcome = Callable[[PRMSample], float]  # a solution -> 1.0 if its outcome is right, else 0.0
+
+
+def synthetic_outcome(sample: PRMSample) -> float:
+    """The course's synthetic solutions: 1 if the final answer is the gold one (``meta['answer']`` vs
+    ``meta['final_answer']``, as ``prm_lib.synthetic`` records them), else 0; a sample without those fields:
+    1 if every step is correct."""
+    if "answer" in sample.meta and "final_answer" in sample.meta:
+        return 1.0 if sample.meta["answer"] == sample.meta["final_answer"] else 0.0
+    return 1.0 if sample.is_correct else 0.0
+
+
+def outcome_targets(samples: Sequence[PRMSample], outcome: Outcome = synthetic_outcome) -> list[float]:
+    """ORM labels: ``outcome`` of each solution (default ``synthetic_outcome``)."""
+    return [float(outcome(s)) for s in samples]
 
 
 def last_step_mask(step_mask: torch.Tensor) -> torch.Tensor:
@@ -45,9 +55,9 @@ def _step_targets(samples: Sequence[PRMSample]) -> list[list[float]]:
     return [list(s.targets) for s in samples]
 
 
-def _outcome_step_targets(samples: Sequence[PRMSample]) -> list[list[float]]:
+def _outcome_step_targets(samples: Sequence[PRMSample], outcome: Outcome = synthetic_outcome) -> list[list[float]]:
     """The outcome label on every step (the loss mask keeps only the last)."""
-    return [[o] * len(s.steps) for o, s in zip(outcome_targets(samples), samples)]
+    return [[o] * len(s.steps) for o, s in zip(outcome_targets(samples, outcome), samples)]
 
 
 def _every_step(step_mask: torch.Tensor) -> torch.Tensor:
@@ -60,9 +70,14 @@ def _evaluate_steps(probs: Sequence[Sequence[float]], encoded: Sequence[EncodedS
 
 
 def _evaluate_outcomes(probs: Sequence[Sequence[float]], encoded: Sequence[EncodedSolution],
-                       samples: Sequence[PRMSample]) -> dict[str, Any]:
+                       samples: Sequence[PRMSample], outcome: Outcome = synthetic_outcome) -> dict[str, Any]:
     last = [p[e.n_scored - 1] for p, e in zip(probs, encoded)]
-    return {"outcome_auroc": auroc(last, outcome_targets(samples)), "n_solutions": len(last)}
+    return {"outcome_auroc": auroc(last, outcome_targets(samples, outcome)), "n_solutions": len(last)}
+
+
+def _orm(outcome: Outcome) -> Objective:
+    return Objective("orm", partial(_outcome_step_targets, outcome=outcome), last_step_mask,
+                     partial(_evaluate_outcomes, outcome=outcome), "outcome_auroc", "last", False)
 
 
 @dataclass(frozen=True)
@@ -80,15 +95,20 @@ class Objective:
 
 OBJECTIVES: Mapping[str, Objective] = {
     "prm": Objective("prm", _step_targets, _every_step, _evaluate_steps, "step_auroc", None, True),
-    "orm": Objective("orm", _outcome_step_targets, last_step_mask, _evaluate_outcomes, "outcome_auroc", "last", False),
+    "orm": _orm(synthetic_outcome),
 }
 
 
-def objective(name: str) -> Objective:
-    """The named objective; an unknown name is an error that lists the known ones."""
+def objective(name: str, outcome: Outcome | None = None) -> Objective:
+    """The named objective; an unknown name is an error that lists the known ones. ``outcome`` (the ORM's
+    only) says which solutions are right, in place of ``synthetic_outcome``."""
     if name not in OBJECTIVES:
         raise ValueError(f"objective must be {' or '.join(repr(k) for k in OBJECTIVES)}, not {name!r}")
-    return OBJECTIVES[name]
+    if outcome is None:
+        return OBJECTIVES[name]
+    if name != "orm":
+        raise ValueError(f"outcome is the ORM's setting; the {name!r} objective reads every step's label")
+    return _orm(outcome)
 
 
 def objective_of(model: Any) -> Objective:

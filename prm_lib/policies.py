@@ -20,7 +20,8 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .synthetic import (Operation, Problem, answer_step, is_answer_step, opening_step, operation_step, parse_problem,
+from .answers import states_answer
+from .synthetic import (Operation, Problem, answer_step, opening_step, operation_step, parse_problem,
                         recovery_step, slip, solve, state_after, wrong_step)
 
 
@@ -155,11 +156,18 @@ WORKED_EXAMPLES = _worked_examples()
 
 
 class LMPolicy:
-    """A causal LM that samples continuations, one step per line (SmolLM2-135M-Instruct by default)."""
+    """A causal LM that samples continuations, one step per line (SmolLM2-135M-Instruct by default).
+
+    Its prompt shows ``examples`` (problem, steps) solved in the step language it should write, each asked
+    with ``instruction``; by default the course's synthetic language (``WORKED_EXAMPLES``, ``INSTRUCTION``).
+    """
 
     def __init__(self, model: Any, tokenizer: Any, temperature: float = 0.7, top_p: float = 0.95,
-                 max_new_tokens: int = 96, seed: int = 0) -> None:
+                 max_new_tokens: int = 96, seed: int = 0,
+                 examples: Sequence[tuple[str, Sequence[str]]] = WORKED_EXAMPLES,
+                 instruction: str = INSTRUCTION) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.examples, self.instruction = tuple(examples), instruction
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.seed, self.calls = seed, 0
         self._newline_ids: torch.Tensor | None = None
@@ -172,15 +180,16 @@ class LMPolicy:
         return cls(model, tokenizer, **kwargs)
 
     def prompt(self, problem: str, prefix: Sequence[str]) -> str:
-        """A few-shot chat: two example problems solved in the generator's own format, then ``problem``.
+        """A few-shot chat: the example problems solved in the step language (by default two, in the
+        generator's own format), then ``problem``.
 
         An instruction that spells the last line out as a template ("End with 'The answer is N.'") gets
         copied: SmolLM2-135M wrote "The answer is N." into its samples. Worked examples show the format
         instead, with real numbers in their answer lines.
         """
         messages = []
-        for question, steps in WORKED_EXAMPLES + ((problem, None),):
-            messages.append({"role": "user", "content": f"{question}\n{INSTRUCTION}"})
+        for question, steps in self.examples + ((problem, None),):
+            messages.append({"role": "user", "content": f"{question}\n{self.instruction}"})
             if steps is not None:
                 messages.append({"role": "assistant", "content": "\n".join(steps)})
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -191,7 +200,7 @@ class LMPolicy:
         """``k`` sampled continuations of ``prefix``, one step per line; none after a prefix that already
         states its answer (as ``SimulatedPolicy``): a model asked to go on would write a second answer line,
         and a rollout's answer would then be that, not the prefix's."""
-        if prefix and is_answer_step(prefix[-1]):
+        if prefix and states_answer(prefix[-1], boxed=False):
             return [[] for _ in range(k)]
         enc = self.tokenizer(self.prompt(problem, prefix), return_tensors="pt", add_special_tokens=False)
         enc = {key: v.to(self.model.device) for key, v in enc.items()}
@@ -246,6 +255,6 @@ def split_lines(text: str) -> list[str]:
         line = line.strip()
         if line:
             steps.append(line)
-            if is_answer_step(line):
+            if states_answer(line, boxed=False):
                 break
     return steps

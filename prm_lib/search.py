@@ -13,6 +13,9 @@ compute:
    (``select_survivors``, also the reference of exercise 8.3).
 4. Stop when ``n_beams`` solutions are finished, or after ``max_depth`` rounds.
 
+Which steps finish a solution is ``is_final``'s rule, a parameter of ``beam_search``: by default a step
+that states the answer (the course's step language, or a ``\\boxed{}`` answer).
+
 Compute is counted as generated tokens (every proposed step, kept or pruned), so
 the two methods can be compared at equal budget. The finished candidates are read
 with the selectors of ``prm_lib.selection``.
@@ -23,19 +26,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .answers import extract_final_answer
+from .answers import extract_final_answer, states_answer
 from .policies import END_OF_SOLUTION, Policy
-from .synthetic import is_answer_step
 from .selection import select
 from .verify import PRMVerifier
 
 StepPolicy = Policy  # beam search asks a policy only for next_steps; chapter 8 prints beam_search's source with this name
 
 
-def is_final(step: str) -> bool:
-    """A step that states the answer ends a solution (``synthetic.is_answer_step``, or a LaTeX
-    ``\\boxed{}`` answer), and so does a policy with nothing more to write."""
-    return step == END_OF_SOLUTION or is_answer_step(step) or "\\boxed{" in step
+def is_final(step: str, ends_solution: Callable[[str], bool] = states_answer) -> bool:
+    """A policy with nothing more to write ends a solution, and so does a step that ``ends_solution``: by
+    default one that states the answer (``prm_lib.answers.states_answer``: "the answer is", or a LaTeX
+    ``\\boxed{}`` answer). Prose whose last step says neither passes its own rule."""
+    return step == END_OF_SOLUTION or ends_solution(step)
 
 
 @dataclass
@@ -78,6 +81,7 @@ def beam_search(
     n_beams: int = 8,
     beam_width: int = 2,
     max_depth: int = 10,
+    is_final: Callable[[str], bool] = is_final,
 ) -> SearchResult:
     """Step-level beam search guided by ``verifier`` (see the module docstring)."""
     if n_beams < 1 or beam_width < 1 or n_beams % beam_width:

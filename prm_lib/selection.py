@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .answers import normalize_answer
+from .metrics import paired_bootstrap
 
 Scores = Sequence[float] | np.ndarray
 Answers = Sequence[str | None]
@@ -160,7 +161,5 @@ def bootstrap_gap(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, se
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.ndim != 1 or d.size == 0:
         raise ValueError("need two equal-length, non-empty per-problem sequences")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = paired_bootstrap(lambda idx: d[idx].mean(), d.size, n_boot, seed, level)
     return {"gap": float(d.mean()), "low": float(lo), "high": float(hi), "level": level, "n_problems": int(d.size)}

@@ -113,7 +113,7 @@ def tokenize_pieces(tokenizer: Any, pieces: list[str]) -> list[list[int]]:
     """Token ids of each text, no special tokens: ``tokenizer(pieces, add_special_tokens=False)["input_ids"]``.
 
     A fast (Rust) tokenizer is called directly, which gives the same ids and skips building one Python
-    dict per text (a third of the time for the 3,000 pieces of 512 solutions). Not when its backend is
+    dict per text (benchmarks/ times both). Not when its backend is
     set to pad or truncate (a caller of the tokenizer may have left it so): then the ordinary call.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None

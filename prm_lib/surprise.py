@@ -116,32 +116,33 @@ class SurpriseSource:
                 "backbone itself)"
             )
 
-    def _logprobs_of(self, ids: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """Run the LM body on ``ids`` and return (written, best) (B, T-1) fp32 log-probabilities of each next
-        token, and the body's output (for its key/value cache)."""
-        out = self.body(input_ids=ids, **kwargs)
-        written, best = _next_token_logprobs(out.last_hidden_state, self.head, ids, self.softcap)
-        return written, best, out
-
     def to(self, device: str | torch.device) -> "SurpriseSource":
         self.lm.to(device)
         return self
 
     @torch.no_grad()
-    def logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def logprobs(self, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(written, best): (B, T) log-probabilities of each written token and of the LM's first choice
-        at its place, fp32; both 0 at position 0 (nothing predicts it) and wherever the mask is 0."""
-        ids = input_ids.to(self.device)
-        next_written, next_best, _ = self._logprobs_of(
-            ids, use_cache=False, attention_mask=None if attention_mask is None else attention_mask.to(self.device),
-            position_ids=None if position_ids is None else position_ids.to(self.device))
+        at its place, fp32, on this source's device; both 0 at each row's first token (nothing predicts it)
+        and wherever the mask is 0.
+
+        One forward pass, ``read``'s (``_forward``): each row's real tokens (padding on either side) are moved
+        to the left of the row, so every sequence starts at position 0 and the pads, after it, are never read.
+        """
+        mask = (torch.ones_like(input_ids) if attention_mask is None else attention_mask).to(self.device).bool()
+        lengths = mask.sum(dim=1)
+        real = torch.arange(mask.shape[1], device=self.device) < lengths.unsqueeze(1)  # the real tokens, moved left
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full(input_ids.shape, pad, dtype=input_ids.dtype, device=self.device)
+        ids[real] = input_ids.to(self.device)[mask]
+        width = max(int(lengths.max()), 1) if len(lengths) else 1
+        next_written, next_best, _ = self._forward(ids[:, :width], None, want_states=False)
         written = torch.zeros(input_ids.shape, dtype=torch.float32, device=self.device)
         best = torch.zeros_like(written)
-        written[:, 1:], best[:, 1:] = next_written, next_best
-        if attention_mask is not None:
-            keep = attention_mask.to(self.device, torch.float32)
-            written, best = written * keep, best * keep
+        first = torch.zeros(len(ids), 1, dtype=torch.float32, device=self.device)
+        written[mask] = torch.cat([first, next_written], dim=1)[real[:, :width]]
+        best[mask] = torch.cat([first, next_best], dim=1)[real[:, :width]]
         return written, best
 
     @torch.no_grad()
@@ -200,7 +201,9 @@ class SurpriseSource:
         kwargs: dict[str, Any] = {"use_cache": want_states or past is not None}
         if past is not None:  # the states hold positions 0..P-1 of every row, so ids start at position P
             kwargs[self._cache_arg] = _make_cache(past)
-        written, best, out = self._logprobs_of(ids.to(self.device), **kwargs)
+        ids = ids.to(self.device)
+        out = self.body(input_ids=ids, **kwargs)
+        written, best = _next_token_logprobs(out.last_hidden_state, self.head, ids, self.softcap)
         return written, best, _cache_tensors(getattr(out, self._cache_arg)) if want_states else None
 
     def _store(self, rows: Sequence[tuple[int, ...]], offset: int, written: torch.Tensor, best: torch.Tensor,
@@ -245,10 +248,9 @@ class SurpriseSource:
             digest.update(json.dumps([int(t) for t in seq]).encode())
         return cache_dir() / "surprise" / f"{re.sub(r'[^A-Za-z0-9.]+', '-', self.name)}-{digest.hexdigest()[:16]}.pt"
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) surprise in nats, fp32: how far each written token is from the LM's first choice."""
-        written, best = self.logprobs(input_ids, attention_mask, position_ids)
+        written, best = self.logprobs(input_ids, attention_mask)
         return best - written
 
 
@@ -337,13 +339,17 @@ class LikelihoodScorer:
         self.source = SurpriseSource.shared(name, device=device, n_layers=n_layers)
         self.separator = separator or DEFAULT_SEPARATOR
 
-    def score_batch(self, items: Any, progress: bool = False, padded: bool = False) -> list[list[float]] | StepScores:
+    def score_padded(self, items: Any, progress: bool = False) -> StepScores:
+        """``score_batch`` as a ``prm_lib.aggregate.StepScores``, as a PRM's ``score_padded``."""
+        return pad_scores(self.score_batch(items, progress))
+
+    def score_batch(self, items: Any, progress: bool = False) -> list[list[float]]:
         """Per step of each ``(problem, steps)``: exp(mean log-probability of the step's tokens); one list
-        per item, or with ``padded=True`` a ``prm_lib.aggregate.StepScores``, as a PRM's ``score_batch``."""
+        per item, as a PRM's ``score_batch``."""
         from .steps import encode_solutions
 
         encoded = encode_solutions(self.source.tokenizer, items, None, separator=self.separator)
         read = self.source.read([e.input_ids for e in encoded], progress=progress)
         rows = [[math.exp(written[a:b].mean().item()) if b > a else 1.0 for a, b in e.step_spans]
                 for e, (written, _) in zip(encoded, read)]
-        return pad_scores(rows) if padded else rows
+        return rows

@@ -30,7 +30,7 @@ are the hardest kind for the small backbone.
 Reading it back: the module owns the language both ways. Every phrase is a template constant
 (``CLAUSES``, ``EQUATION``, ``ANSWER_STEP``, ...) that the renderers format and the parsers compile,
 so ``parse_problem``, ``parse_equation``, ``equation_holds``, ``is_operation_step``,
-``is_answer_step`` and ``state_after`` read exactly what ``solve`` and the policies write.
+``prm_lib.answers.states_answer`` and ``state_after`` read exactly what ``solve`` and the policies write.
 
 Splits: a problem's split is a hash of its text (80% train, 10% validation,
 10% test), so splits never share a problem, however many sets are generated.
@@ -45,6 +45,7 @@ import string
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
+from .answers import ANSWER_PHRASE, states_answer
 from .data import PRMSample
 
 ERROR_KINDS = ("arithmetic_slip", "wrong_operation", "wrong_number", "inconsistent_answer")
@@ -75,7 +76,6 @@ DIRECT_STEP = "{equation}."  # a one-operation problem's step
 RESTATE_STEP = "{name} starts with {start} {item}."
 CHECK_STEP = "Wait, let me check: {equation}."  # a self-correction: the right equation, after a wrong one
 RECOVERY_STEP = "Wait, that is wrong; recomputing from the start gives {value}."  # a policy's own fix
-ANSWER_PHRASE = "answer is"  # what marks a step that states the answer, in any case ("So the answer is 12")
 ANSWER_STEP = "The " + ANSWER_PHRASE + " {value}."
 
 
@@ -293,7 +293,7 @@ def solve(
             else:
                 value, tainted = shown[2], True
             continue
-        result = op.apply(value) if not tainted else Operation(op.kind, op.operand).apply(value)
+        result = op.apply(value)
         steps.append(operation_step(op, value, op.operand, result, direct=problem.direct))
         labels.append(-1 if tainted else 1)
         value = result
@@ -444,7 +444,6 @@ _OPERATION_STEP = re.compile(
     "(?:" + _bare(_template_regex(OPERATION_STEP, words=_words_regex(STEP_WORDS, NAMED_STEP_WORDS), equation=_EQUATION.pattern))
     + "|" + _bare(_template_regex(DIRECT_STEP, equation=_EQUATION.pattern)) + ")")
 _RECOVERY_STEP = re.compile(_template_regex(RECOVERY_STEP, value=_NUMBER))
-_ANSWER_PHRASE = re.compile(re.escape(ANSWER_PHRASE), re.IGNORECASE)
 _DIRECT_PROBLEM = re.compile(_template_regex(DIRECT_PROBLEM, start=r"\d+", symbol=_SYMBOLS, operand=r"\d+"))
 _WORD_PROBLEM = re.compile(_template_regex(WORD_PROBLEM, name=r"\w+", start=r"\d+", item=r"\w+", clauses=".+"))
 _CLAUSES = [(re.compile(_template_regex(template, x=r"\d+")), kind) for kind, template in CLAUSES.items()]
@@ -499,12 +498,6 @@ def is_operation_step(step: str) -> bool:
     return _OPERATION_STEP.fullmatch(step) is not None
 
 
-def is_answer_step(step: str) -> bool:
-    """A step that states the solution's answer: it says ``ANSWER_PHRASE`` in any case, as this language's
-    last step does and as a language model asked for ``The answer is N.`` writes it ("So the answer is 12")."""
-    return _ANSWER_PHRASE.search(step) is not None
-
-
 def stated_value(step: str) -> int | None:
     """The running value a step leaves: its equation's result or a recomputation's value; None if it
     states neither (a restatement, the question's words, the answer)."""
@@ -521,7 +514,7 @@ def state_after(problem: Problem, steps: Sequence[str]) -> tuple[int, int, bool]
     done, value, answered = 0, problem.start, False
     for step in steps:
         done += is_operation_step(step)
-        answered = answered or is_answer_step(step)
+        answered = answered or states_answer(step, boxed=False)
         stated = stated_value(step)
         if stated is not None:
             value = stated

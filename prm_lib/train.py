@@ -33,6 +33,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,11 +41,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from accelerate import Accelerator
 
-from .batching import Batch
-from .distributed import Accelerator, gather_model, is_fsdp, make_accelerator, reduce_sum, reduce_sum_tensor, shutdown
+from .batching import Batch, length_bucketed_batches, token_budget_batches
+from .distributed import gather_model, is_fsdp, make_accelerator, reduce_sum, reduce_sum_tensor, shutdown
 from .data import PRMSample
 from .loss import LossTerm, combine, prm_loss_terms
+from .modules import CallableModule
 from .model import ProcessRewardModel
 from .objectives import Objective, objective
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
@@ -57,11 +60,10 @@ COMPILE_OPTIONS: dict[str, Any] = {"dynamic": True}  # torch.compile's arguments
 def compile_blocks(model: ProcessRewardModel) -> ProcessRewardModel:
     """``torch.compile`` the backbone's transformer blocks in place (regional compilation), else the whole model.
 
-    The blocks are one class with the same code, so the first one's compilation serves all 24 of
-    Qwen2.5-0.5B's: compiling takes about as long as for one block, where a run compiling the whole
-    model with dynamic shapes was stopped long after without a result (benchmarks/RESULTS.md has
-    both measurements; see also PyTorch's regional compilation recipe). The few
-    operations between blocks (embedding, rotary tables, final norm, value head) stay eager.
+    The blocks are one class with the same code, so the first one's compilation serves every block
+    (PyTorch's regional compilation recipe); compiling the whole model with dynamic shapes costs far
+    more (benchmarks/RESULTS.md). The few operations between blocks (embedding, rotary tables, final
+    norm, value head) stay eager.
     Returns what to call for a forward pass.
     """
     layers = getattr(model.backbone, "layers", None)
@@ -173,57 +175,6 @@ class TrainConfig:
         return {**self.to_dict(), "data": self.data.key()}
 
 
-def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """One epoch of batches: shuffle, sort within windows of 50 batches by length, shuffle the batches.
-
-    Solutions of similar length share a batch (little padding), and the order still varies per epoch.
-    """
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epoch: int,
-                         pad_to_multiple_of: int = 1, max_batch: int | None = None) -> list[list[int]]:
-    """One epoch of batches of about ``max_tokens`` padded tokens each (a GPU option; the CPU presets keep
-    ``length_bucketed_batches``).
-
-    As there, solutions are shuffled, sorted by length within windows, cut into batches, and the batches
-    shuffled; here a batch takes solutions while rows x width (the longest, rounded up to
-    ``pad_to_multiple_of``) stays within ``max_tokens``, so short solutions come many to a batch and long
-    ones few, and every step does about the same work with little padding. A solution longer than
-    ``max_tokens`` gets a batch of its own. Every index appears exactly once.
-    """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = max(1, 50 * max_tokens // max(1, round(sum(lengths) / max(1, len(lengths)))))
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        current: list[int] = []
-        for i in chunk:  # ascending: the newest solution is the widest of its batch
-            width = -(-lengths[i] // pad_to_multiple_of) * pad_to_multiple_of
-            full = max_batch is not None and len(current) >= max_batch
-            if current and ((len(current) + 1) * width > max_tokens or full):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
-    rng.shuffle(batches)
-    return batches
-
-
 CHECKPOINTS = "checkpoints"  # out_dir/checkpoints/step-0000050/: one complete checkpoint per saved step
 SHARDED_STATE = "sharded"  # <checkpoint>/sharded/: accelerate's per-process model and optimizer shards (FSDP)
 TRAINER_STATE = "trainer_state.pt"
@@ -285,13 +236,15 @@ class Trainer:
         on_eval: Callable[[int, dict[str, Any]], None] | None = None,
         accelerator: Accelerator | None = None,
         report: DataReport | None = None,
+        outcome: Callable[[PRMSample], float] | None = None,
     ) -> None:
         if not train:
             raise ValueError("no training samples")
         self.model, self.config = model, config
         # what the targets, loss mask and evaluation are (prm_lib.objectives); the model keeps the name, so
-        # a saved ORM loads as one
-        self.objective: Objective = objective(config.objective)
+        # a saved ORM loads as one. An ORM's ``outcome`` says which solutions are right (default: the
+        # synthetic solutions' record of it, prm_lib.objectives.synthetic_outcome).
+        self.objective: Objective = objective(config.objective, outcome)
         self.model.objective = config.objective
         # how solutions become tokens: the config's, saved with the model
         self.model.separator = config.separator
@@ -330,6 +283,8 @@ class Trainer:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = [p for module in self.model.head_modules().values() for p in module.parameters()]
         body = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        if body and config.lr > 0:  # the backbone will change: saving must write its weights
+            self.model.mark_backbone_changed()
         fused = self.model.device.type == "cuda"
         optimizer = torch.optim.AdamW(
             [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
@@ -345,7 +300,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         # One compilation of one block for every batch shape (dynamic=True, see compile_blocks): batches of
         # length-sorted solutions keep their own width (rounded up to a multiple of 8 for the tensor cores)
-        # instead of all being padded to one width, which wasted a third of the compiled run's tokens.
+        # instead of all being padded to one width, which would spend compute on padding.
         self.forward = self.wrapped
         if config.compile and compile_blocks(self.model) is not self.model:  # no blocks found: compile it whole
             self.forward = torch.compile(self.wrapped, **COMPILE_OPTIONS)
@@ -697,3 +652,7 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool
     trainer.write_outputs()
     shutdown(accelerator)
     return result
+
+
+# ``prm_lib.train(...)`` calls ``train`` (prm_lib.modules)
+sys.modules[__name__].__class__ = CallableModule

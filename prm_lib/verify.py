@@ -9,30 +9,23 @@ Step probabilities stay a padded tensor with its mask (``StepScores``) from the 
 aggregation: ``score_grid`` scores P problems × N candidates in one batched pass and returns
 (P, N) arrays of scores and answers, which the selectors of ``prm_lib.selection`` read.
 
-Best-of-N selection and its statistics live in ``prm_lib.selection`` and ProcessBench evaluation in
-``prm_lib.processbench``; their names are importable from here too, as before.
+Best-of-N selection and its statistics are ``prm_lib.selection``'s; ProcessBench evaluation is
+``prm_lib.processbench``'s.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .aggregate import AGGREGATIONS, StepScores, aggregate, aggregate_many, pad_scores  # noqa: F401 (aggregate_many: as before)
-from .answers import extract_final_answer, normalize_answer  # noqa: F401 (normalize_answer: importable here as before)
+from .aggregate import AGGREGATIONS, StepScores, aggregate, pad_scores
+from .answers import extract_final_answer
 from .objectives import objective_of
-from .processbench import evaluate_processbench
-from .selection import (SELECTORS, Selector, best_of_n_accuracy, bootstrap_gap, majority_vote, pass_at_n, select,
-                        select_best, weighted_vote)
 
-__all__ = ["PRMVerifier", "ScoredSolution", "CandidateScores",
-           # re-exported: they lived here before prm_lib.selection and prm_lib.processbench
-           "SELECTORS", "Selector", "select", "select_best", "weighted_vote", "majority_vote", "pass_at_n",
-           "best_of_n_accuracy", "bootstrap_gap", "evaluate_processbench"]
+__all__ = ["PRMVerifier", "ScoredSolution", "CandidateScores"]
 
 
 @dataclass
@@ -73,8 +66,9 @@ class PRMVerifier:
     an ORM's other step scores were never trained, so any other aggregation is an error rather
     than a silently meaningless ranking.
 
-    The model is anything with ``score_batch(items, progress=..., padded=True)`` returning
-    ``StepScores`` (``ProcessRewardModel``, ``prm_lib.surprise.LikelihoodScorer``).
+    The model is anything with ``score_padded(items, progress=...)`` returning ``StepScores``
+    (``ProcessRewardModel``, the adapters of ``prm_lib.scorers``, ``prm_lib.surprise.LikelihoodScorer``),
+    or with only ``score_batch(items, progress=...)`` returning one list per item.
     """
 
     def __init__(self, prm: Any, aggregation: str | None = None, decay: float = 0.8) -> None:
@@ -99,9 +93,9 @@ class PRMVerifier:
         if not unique:
             return StepScores(torch.zeros(0, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.bool))
         batch = [(p, list(s)) for p, s in unique]
-        if "padded" in inspect.signature(self.prm.score_batch).parameters:
-            scored = self.prm.score_batch(batch, progress=progress, padded=True)
-        else:  # any model with the list-of-lists score_batch still plugs in
+        if hasattr(self.prm, "score_padded"):
+            scored = self.prm.score_padded(batch, progress=progress)
+        else:  # any model with the list-of-lists score_batch plugs in too
             scored = pad_scores(self.prm.score_batch(batch, progress=progress))
         where = {k: i for i, k in enumerate(unique)}
         return scored.take([where[k] for k in keys])
@@ -136,13 +130,6 @@ class PRMVerifier:
         if not items:
             return []
         return self._scored([steps for _, steps in items], self.step_scores(items, progress))
-
-    def from_step_probabilities(self, solutions: Sequence[Sequence[str]], step_probs: Sequence[Sequence[float]]) -> list[ScoredSolution]:
-        """Aggregate already-computed step probabilities (e.g. from ``step_probabilities``); none in, none out
-        (a sampler that returned nothing has nothing to rank)."""
-        if not solutions:
-            return []
-        return self._scored(solutions, pad_scores(step_probs))
 
     def _scored(self, solutions: Sequence[Sequence[str]], steps: StepScores) -> list[ScoredSolution]:
         out = []

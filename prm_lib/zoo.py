@@ -32,7 +32,8 @@ from .training_data import SyntheticData
 
 # Chosen by measurement on the 2-core CPU (chapter 5 tells the story): 8 of 30 layers, short
 # solutions (half the naive tutorial's "What is 9 × 2?", half word problems of 1-2 operations), 60% with an error.
-# Chapter 5's run E; it misses most arithmetic slips, which the reading preset below catches.
+# The cpu preset, chapter 5's PRM without the frozen LM; it misses most arithmetic slips, which the reading preset
+# below catches.
 _CPU_DATA = SyntheticData(n_train=5000, n_val=200, max_ops=2, error_rate=0.6, direct_rate=0.5)
 _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_steps=20, batch_size=8,
             max_steps=560, eval_every=140, data=_CPU_DATA)
@@ -58,13 +59,13 @@ class Preset:
 # How long each one trains is measured, not promised here: every trained model's metrics.json records its
 # train_seconds (and setup_seconds), and chapter 5 shows the CPU runs'.
 PRESETS: dict[str, Preset] = {
-    # Run E of chapter 5: SmolLM2-135M cut to 8 layers, trained on 2 CPU cores.
+    # SmolLM2-135M cut to 8 layers, trained on 2 CPU cores, reading no surprise.
     "cpu": Preset(TrainConfig(**_CPU), "smollm2-135m (first 8 layers), 560 steps of 8, for 2 CPU cores; "
                                        "misses most slips"),
     # The ORM baseline: same backbone, problems and budget; one outcome label per solution.
     "cpu-orm": Preset(TrainConfig(**{**_CPU, "objective": "orm"}),
                       "ORM baseline with the cpu preset's backbone, data and budget (outcome labels only)"),
-    # The course's PRM: run E reading the whole LM's surprise.
+    # The course's PRM: the cpu preset reading the whole LM's surprise.
     "cpu-reader": Preset(TrainConfig(**_READER), "the course's PRM: the cpu preset reading the whole smollm2-135m's "
                                                  "surprise (frozen), slip-heavy data; somewhat longer than cpu"),
     "cpu-reader-orm": Preset(TrainConfig(**{**_READER, "objective": "orm"}),
@@ -101,9 +102,8 @@ def preset(name: str) -> TrainConfig:
     return dataclasses.replace(PRESETS[name].config)
 
 
-# Part of every cache key: raised when the meaning of a configuration changes (here: the training data became a
-# part of its own, TrainConfig.data), so every model trained before is retrained once instead of each later
-# setting carrying a shim that keeps old keys.
+# Part of every cache key: raised when the meaning of a configuration changes, so models trained under the
+# earlier meaning are retrained once, and no setting has to carry a shim that keeps their keys.
 CACHE_KEY_VERSION = 2
 
 

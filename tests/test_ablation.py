@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from prm_lib import ablation
 from prm_lib.aggregate import aggregate_many
-from prm_lib.metrics import auroc, first_error_scores, step_metrics
+from prm_lib.course import ablation
+from prm_lib.metrics import auroc, first_error_scores, paired_bootstrap, step_metrics
 from prm_lib.training_data import test_set
 from prm_lib.zoo import config_hash, preset
 
@@ -73,5 +73,5 @@ def test_a_model_against_itself_has_no_gap_and_intervals_hold_the_measured_gap(t
 
 def test_paired_bootstrap_interval_covers_a_known_mean():
     x = np.random.default_rng(1).normal(0.3, 1.0, 400)
-    lo, hi = ablation.paired_bootstrap(lambda idx: np.array([x[idx].mean()]), len(x), n_boot=500)
+    lo, hi = paired_bootstrap(lambda idx: np.array([x[idx].mean()]), len(x), n_boot=500)
     assert lo[0] < x.mean() < hi[0] and hi[0] - lo[0] < 0.3

@@ -1,4 +1,4 @@
-"""Aggregations: hand-computed values (the seed's example), masks, batching, bad input."""
+"""Aggregations: hand-computed values (the naive tutorial's example), masks, batching, bad input."""
 
 import math
 

@@ -31,12 +31,6 @@ def test_first_code_cell_installs_prm_lib_from_the_configured_repository_only_on
     assert '# os.environ["PRM_BACKBONE"] = "Qwen/Qwen2.5-0.5B"' in first.source
 
 
-def test_colab_launch_button_is_configured():
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
-    assert config["repository"]["branch"] == "main" and REPOSITORY.startswith("https://github.com/")
-
-
 def test_course_preset_follows_prm_backbone(monkeypatch):
     monkeypatch.delenv("PRM_BACKBONE", raising=False)
     assert course_backbone() == DEFAULT_BACKBONE

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from prm_lib.exercises import EXERCISES, ExerciseFailed, check
+from prm_lib.course.exercises import EXERCISES, ExerciseFailed, check
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))  # the student edition is course tooling, not part of prm_lib
@@ -36,10 +36,6 @@ def run_cell(source):
     with contextlib.redirect_stdout(out):
         exec(compile(source, "<cell>", "exec"), {})
     return out.getvalue()
-
-
-def test_there_are_eight_chapters():
-    assert [p.name[:2] for p in CHAPTERS] == [f"{i:02d}" for i in range(1, 9)]
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)

@@ -1,9 +1,9 @@
-"""The seed tutorial's method (``prm_lib.joined_text``), re-implemented: it must fail exactly the way chapters 2
+"""The naive tutorial's method (``prm_lib.course.joined_text``), re-implemented: it must fail exactly the way chapters 2
 and 5 say it does."""
 
 import torch
 
-from prm_lib.joined_text import (find_newline_positions, joined_format, joined_score, joined_train_step,
+from prm_lib.course.joined_text import (find_newline_positions, joined_format, joined_score, joined_train_step,
                                  joined_training_targets)
 
 PROBLEM, STEPS = "What is 2 + 3?", ["I need to add 2 and 3.", "2 + 3 = 5.", "Answer: 5"]

@@ -81,12 +81,14 @@ def test_save_load_untouched_backbone_saves_only_its_name(tiny_prm, tmp_path):
 def test_save_load_trained_backbone_keeps_its_weights(tiny_prm, tmp_path):
     prm = copy.deepcopy(tiny_prm)
     prm.separator = "\n"
+    assert prm.backbone_is_pretrained()
     with torch.no_grad():
-        prm.backbone.layers[0].mlp.up_proj.weight.add_(0.05)  # as a training step would
+        prm.backbone.layers[0].mlp.up_proj.weight.add_(0.05)  # as a training step would, seen without a mark
     assert not prm.backbone_is_pretrained()
-    prm.save(tmp_path)
+    prm.save_pretrained(tmp_path)
     assert (tmp_path / "backbone" / "config.json").exists()
-    loaded = ProcessRewardModel.load(tmp_path)
+    loaded = ProcessRewardModel.from_pretrained(tmp_path)
+    assert not loaded.backbone_is_pretrained()  # saved again, it keeps its weights
     assert loaded.separator == "\n"
     assert_close(loaded.score_batch(ITEMS), prm.score_batch(ITEMS), tol=0.0)
     assert not math.isclose(loaded.score(*ITEMS[0])[0], tiny_prm.score(*ITEMS[0])[0], abs_tol=1e-7)
@@ -95,6 +97,86 @@ def test_save_load_trained_backbone_keeps_its_weights(tiny_prm, tmp_path):
 def test_load_of_a_folder_that_is_no_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="prm_config.json is missing"):
         ProcessRewardModel.load(tmp_path)
+
+
+def test_load_names_what_an_incomplete_checkpoint_lacks(tiny_prm, tmp_path):
+    import shutil
+
+    prm = copy.deepcopy(tiny_prm)
+    prm.mark_backbone_changed()
+    prm.save(tmp_path / "a")
+    shutil.rmtree(tmp_path / "a" / "backbone")
+    with pytest.raises(FileNotFoundError, match=r"incomplete ProcessRewardModel checkpoint: backbone/ \(the trained"):
+        ProcessRewardModel.load(tmp_path / "a")
+    tiny_prm.save(tmp_path / "b")
+    (tmp_path / "b" / "value_head.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="value_head.safetensors missing"):
+        ProcessRewardModel.from_pretrained(tmp_path / "b")
+
+
+def test_a_weight_changed_in_place_is_seen_and_a_copy_keeps_what_it_knows(tiny_prm):
+    prm = copy.deepcopy(tiny_prm)
+    assert prm.backbone_is_pretrained() and copy.deepcopy(prm).backbone_is_pretrained()
+    with torch.no_grad():
+        prm.backbone.norm.weight.mul_(1.5)
+    assert not prm.backbone_is_pretrained() and not copy.deepcopy(prm).backbone_is_pretrained()
+    replaced = copy.deepcopy(tiny_prm)
+    replaced.backbone.norm.weight = torch.nn.Parameter(replaced.backbone.norm.weight.detach() * 2)
+    assert not replaced.backbone_is_pretrained()
+    assert tiny_prm.backbone_is_pretrained()  # the original is untouched
+
+
+def test_training_marks_the_backbone_changed_only_when_it_trains_it(tiny_prm):
+    from prm_lib.data import PRMSample
+    from prm_lib.train import TrainConfig, Trainer
+
+    samples = [PRMSample("What is 2 + 3?", ["2 + 3 = 5.", "The answer is 5."], [1, 1])] * 2
+    config = TrainConfig(backbone="tiny-qwen2", max_steps=1, eval_every=1, batch_size=2)
+    for lr, changed in ((1e-3, True), (0.0, False)):
+        prm = copy.deepcopy(tiny_prm)
+        Trainer(prm, samples, samples, config.replace(lr=lr), progress=False)
+        assert prm.backbone_changed is changed and prm.backbone_is_pretrained() is not changed, lr
+
+
+def _tiny_body(kind, **config):
+    from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
+
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=100)
+    torch.manual_seed(0)
+    return (Qwen2Model(Qwen2Config(**shape, **config)) if kind == "qwen2" else LlamaModel(LlamaConfig(**shape, **config)))
+
+
+def test_no_mask_mapping_is_taken_only_where_the_backbone_reads_it_as_no_mask():
+    from prm_lib.model import _no_mask_mapping
+
+    assert _no_mask_mapping(_tiny_body("qwen2")) == {"full_attention": None}
+    assert _no_mask_mapping(_tiny_body("llama")) is None  # Llama builds its own mask from what it is given
+    sliding = _tiny_body("qwen2", use_sliding_window=True, sliding_window=4, max_window_layers=0)
+    assert _no_mask_mapping(sliding) is None
+
+    class Refuses(torch.nn.Module):  # a forward that cannot take a mapping
+        def __init__(self):
+            super().__init__()
+            self.body = _tiny_body("qwen2")
+            self.config = self.body.config
+
+        def forward(self, input_ids, attention_mask=None, **kwargs):
+            if isinstance(attention_mask, dict):
+                raise TypeError("attention_mask must be a tensor")
+            return self.body(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    class Misreads(Refuses):  # one that runs but reads the mapping as something else (here: attend to nothing)
+        def forward(self, input_ids, attention_mask=None, **kwargs):
+            if isinstance(attention_mask, dict):
+                attention_mask = torch.zeros_like(input_ids)
+            return self.body(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    assert _no_mask_mapping(Refuses()) is None and _no_mask_mapping(Misreads()) is None
+    body = _tiny_body("qwen2")
+    body.train()
+    _no_mask_mapping(body)
+    assert body.training  # the check leaves the mode as it found it
 
 
 def test_over_long_solution_scores_nan_for_cut_steps(tiny_prm):
@@ -144,9 +226,9 @@ def test_no_warning_on_normal_scoring(tiny_prm):
         tiny_prm.score_batch(ITEMS)
 
 
-# ---- collate: the row-list build gives the tensors the per-row build gave ----------------------------------
+# ---- collate: the vectorised build gives the tensors a per-row build gives ----------------------------------
 def _collate_per_row(encoded, pad_token_id, padding_side="right", pad_to_multiple_of=1):
-    """The former implementation of prm_lib.batching.collate, kept as the reference."""
+    """collate built one row at a time, the plainest way: what the vectorised collate must equal."""
     n = len(encoded)
     width = max(len(e.input_ids) for e in encoded)
     width = -(-width // pad_to_multiple_of) * pad_to_multiple_of

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from prm_lib.cli import main as cli
+from prm_lib.aggregate import pad_scores
 from prm_lib.data import PRMSample
 from prm_lib.metrics import auroc
 from prm_lib.model import CONFIG_FILE, ProcessRewardModel
@@ -132,8 +133,8 @@ def test_the_verifier_reads_an_orm_at_its_last_step_and_refuses_another_aggregat
                   ["Sam has 3 coins.", "3 + 2 = 5.", "The answer is 5."]]
     scored = default.score_solutions([(problem, c) for c in candidates])
     assert [s.score for s in scored] == pytest.approx([s.step_probs[-1] for s in scored])
-    by_hand = default.from_step_probabilities([["a.", "b.", "c."]], [[0.2, 0.9, 0.7]])[0]
-    assert by_hand.score == 0.7  # the last step's, not the PRM default's min (0.2)
+    by_hand = default.solution_scores(pad_scores([[0.2, 0.9, 0.7]]))
+    assert by_hand.tolist() == [pytest.approx(0.7)]  # the last step's, not the PRM default's min (0.2)
     with pytest.raises(ValueError, match="ORM: only its last step's score was trained.*aggregation='last'"):
         PRMVerifier(orm, "min")
     assert PRMVerifier(tiny_prm).aggregation == "min"  # a PRM's default is unchanged
@@ -149,11 +150,6 @@ def test_eval_cli_refuses_an_orm_and_says_what_to_do_instead(zoo_orm, tmp_path, 
     assert captured.out == ""
     assert "is an ORM" in captured.err and "first-error F1 needs a trained score for every step" in captured.err
     assert "Evaluate a PRM checkpoint instead" in captured.err and "PRMVerifier(orm, 'last')" in captured.err
-
-
-def test_train_config_still_names_a_bad_objective():
-    with pytest.raises(ValueError, match="objective must be 'prm' or 'orm', not 'dpo'"):
-        TrainConfig(objective="dpo")
 
 
 def test_the_whole_copy_gathered_after_fsdp_keeps_the_objective():

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from prm_lib.batching import length_bucketed_batches
 from prm_lib.distributed import FSDP_CONFIG
 from prm_lib.loss import prm_loss
 from prm_lib.memory import QWEN25_SHAPES, fsdp_gib, memory_table, plain_gib, prm_size
 from prm_lib.model import ProcessRewardModel
-from prm_lib.train import Trainer, length_bucketed_batches
+from prm_lib.train import Trainer
 from prm_lib.training_data import build_data
 from prm_lib.zoo import preset
 

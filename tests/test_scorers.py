@@ -24,9 +24,11 @@ from prm_lib.export import export_token_classifier
 from prm_lib.metrics import fit_threshold
 from prm_lib.model import ProcessRewardModel
 from prm_lib.processbench import evaluate_processbench, subset_of
-from prm_lib.scorers import (MathShepherdConventions, MathShepherdScorer, QwenPRMScorer, RLHFlowScorer,
-                             TokenClassifierConventions, TokenClassifierScorer, TwoLabelHeadModel, load_scorer,
-                             parse_conventions)
+from prm_lib.scorers import load_scorer, parse_conventions
+from prm_lib.scorers.math_shepherd import MathShepherdConventions, MathShepherdScorer
+from prm_lib.scorers.qwen_prm import QwenPRMScorer, TwoLabelHeadModel
+from prm_lib.scorers.rlhflow import RLHFlowScorer
+from prm_lib.scorers.token_classifier import TokenClassifierConventions, TokenClassifierScorer
 from prm_lib.selection import select
 from prm_lib.verify import PRMVerifier
 
@@ -262,13 +264,13 @@ def test_a_solution_scores_the_same_alone_and_padded_in_a_batch(scorers, family)
     scorer = scorers[family]
     alone = scorer.score_batch([SHORT])[0]
     one_batch = BatchPolicy(max_tokens=10**6, max_padding=1.0, max_batch=64)  # the short one is padded
-    padded = scorer.score_batch(ITEMS + [SHORT], policy=one_batch, padded=True)
+    padded = scorer.score_padded(ITEMS + [SHORT], policy=one_batch)
     assert padded.probs.shape == (4, 4) and padded.mask.sum(1).tolist() == [3, 2, 4, 1]
     assert padded.probs[3, 0].item() == pytest.approx(alone[0], abs=1e-5)
     assert torch.isnan(padded.probs[~padded.mask]).all() and not torch.isnan(padded.probs[padded.mask]).any()
     for row, listed in zip(padded.rows(), scorer.score_batch(ITEMS + [SHORT])):  # the list form
         assert row == pytest.approx(listed, abs=1e-5)
-    assert scorer.score_batch([], padded=True).probs.shape == (0, 0)
+    assert scorer.score_padded([]).probs.shape == (0, 0)
     with pytest.raises(ValueError, match="pad on the right only"):
         scorer.score_batch([SHORT], padding_side="left")
 
@@ -287,7 +289,7 @@ def test_steps_beyond_max_length_score_nan(scorers, family):
 
 @pytest.mark.parametrize("family", ["trl", "qwen-prm"])
 def test_verifier_selection_and_beam_search_take_an_adapter(scorers, family):
-    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.policies import SimulatedPolicy
     from prm_lib.search import beam_search
     from prm_lib.synthetic import problems
 
@@ -354,12 +356,12 @@ def test_export_round_trip_gives_the_prms_step_scores(trained_like_prm, exported
     assert scorer.conventions == TokenClassifierConventions(separator="\n\n", problem_separator=True, start="tokenizer")
     records = [json.loads(line) for line in (FIXTURES / "processbench_long.jsonl").read_text().splitlines()]
     items = ITEMS + [(r["problem"], r["steps"]) for r in records]
-    ours, theirs = trained_like_prm.score_batch(items, padded=True), scorer.score_batch(items, padded=True)
+    ours, theirs = trained_like_prm.score_padded(items), scorer.score_padded(items)
     assert torch.equal(ours.mask, theirs.mask)
     assert torch.allclose(ours.probs[ours.mask], theirs.probs[theirs.mask], atol=1e-5, rtol=0)
     assert [e.step_end_positions for e in trained_like_prm.encode(items)] == [e.step_end_positions for e in scorer.encode(items)]
     trl_layout = TokenClassifierScorer(scorer.model, scorer.tokenizer, TokenClassifierConventions(separator="\n\n"))
-    assert not torch.allclose(ours.probs[ours.mask], trl_layout.score_batch(items, padded=True).probs[ours.mask],
+    assert not torch.allclose(ours.probs[ours.mask], trl_layout.score_padded(items).probs[ours.mask],
                               atol=1e-5)  # the wrong layout (no separator after the problem) scores differently
 
 

@@ -5,9 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from prm_lib.monte_carlo import SimulatedPolicy
+from prm_lib.answers import states_answer
+from prm_lib.policies import SimulatedPolicy
 from prm_lib.search import SearchResult, beam_search, best_of_n, is_final, select_survivors
-from prm_lib.synthetic import answer_step, is_answer_step, parse_equation, parse_problem, problems
+from prm_lib.synthetic import answer_step, parse_equation, parse_problem, problems
 from prm_lib.verify import PRMVerifier
 
 
@@ -26,7 +27,7 @@ class TruthVerifier:
                 done += 1
                 if done > len(self.problem.ops) or equation.result != values[done]:
                     return False
-            elif is_answer_step(step) and step != answer_step(self.problem.answer):
+            elif states_answer(step) and step != answer_step(self.problem.answer):
                 return False
         return True
 
@@ -74,7 +75,7 @@ def test_next_steps_continue_the_prefix():
 
 
 def test_lm_policy_proposes_single_line_steps():
-    from prm_lib.monte_carlo import LMPolicy
+    from prm_lib.policies import LMPolicy
 
     policy = LMPolicy.from_backbone("tiny-qwen2", device="cpu", max_new_tokens=12, seed=0)
     policy.tokenizer.chat_template = policy.tokenizer.chat_template or "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
@@ -143,7 +144,7 @@ def test_best_of_n_with_an_empty_sample_and_with_no_samples(tiny_prm):
 
 
 def test_lm_policy_complete_and_sample_return_steps_reproducibly():
-    from prm_lib.monte_carlo import LMPolicy
+    from prm_lib.policies import LMPolicy
 
     def fresh():
         policy = LMPolicy.from_backbone("tiny-qwen2", device="cpu", max_new_tokens=12, seed=0)
@@ -181,7 +182,7 @@ def test_select_survivors_by_hand():
 
 
 def test_exercise_8_3_checks_against_beam_searchs_survivors():
-    from prm_lib.exercises import check
+    from prm_lib.course.exercises import check
 
     # the expectations worked out by hand before the check used select_survivors
     by_hand = {((0.1, 0.9, 0.5, 0.7, 0.2, 0.3), 4, 2): ["b", "b", "d", "d"],

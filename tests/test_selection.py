@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from prm_lib import selection, verify
 from prm_lib.selection import (SELECTORS, Selector, best_of_n_accuracy, bootstrap_gap, majority_vote, pass_at_n, select,
                                select_best, weighted_vote)
 
@@ -107,11 +106,3 @@ def test_best_of_n_reads_arrays_as_lists_and_matches_select():
     with pytest.raises(ValueError, match="w: needs scores for each of the 5 problems"):
         best_of_n_accuracy(answers, gold, {"w": Selector("weighted_vote")}, [1])
 
-
-def test_verify_still_exports_what_moved():
-    for name in ("Selector", "select", "select_best", "weighted_vote", "majority_vote", "pass_at_n",
-                 "best_of_n_accuracy", "bootstrap_gap"):
-        assert getattr(verify, name) is getattr(selection, name), name
-    from prm_lib.processbench import evaluate_processbench
-
-    assert verify.evaluate_processbench is evaluate_processbench

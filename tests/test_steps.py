@@ -79,12 +79,17 @@ def test_newline_separator_with_punctuation_before_it(tokenizer, steps):
     check_alignment(tokenizer, "What is 7 × 8?", steps, enc, "\n")
 
 
-def test_qwen2_merges_period_and_newline(qwen_tokenizer):
-    """The failure encode_solution avoids: in joined text '.\\n' is one token, so '\\n' (198) is never found."""
-    joined = qwen_tokenizer("Step 1: 2 + 3 = 5.\nStep 2: The answer is 5.", add_special_tokens=False)["input_ids"]
-    newline = qwen_tokenizer("\n", add_special_tokens=False)["input_ids"]
-    assert newline == [198]
-    assert 198 not in joined and 624 in joined  # 624 is ".\n"
+def test_step_ends_a_search_of_joined_text_misses_are_found_by_encoding(qwen_tokenizer):
+    """The failure encode_solution avoids: Qwen2 merges a step's final '.' with the line break, so the
+    token of '\\n' alone never appears in the joined text, while every encoded step ends on its separator."""
+    steps = ["Step 1: 2 + 3 = 5.", "Step 2: The answer is 5."]
+    joined = qwen_tokenizer("\n".join(steps) + "\n", add_special_tokens=False)["input_ids"]
+    (newline,) = qwen_tokenizer("\n", add_special_tokens=False)["input_ids"]
+    assert newline not in joined
+    ours = encode_solution(qwen_tokenizer, "What is 2 + 3?", steps, separator="\n")
+    assert len(ours.step_end_positions) == len(steps)
+    for end in ours.step_end_positions:
+        assert qwen_tokenizer.decode(ours.input_ids[: end + 1]).endswith("\n")
 
 
 def test_inner_single_line_breaks_stay_in_one_step(tokenizer):

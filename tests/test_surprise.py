@@ -283,3 +283,17 @@ def test_the_reader_runs_on_prose_steps_of_the_processbench_fixture():
     scores = prm.score_batch([s.as_item() for s in samples])
     assert [len(r) for r in scores] == [len(s.steps) for s in samples]
     assert all(0.0 < p < 1.0 for row in scores for p in row)
+
+
+def test_logprobs_of_a_padded_batch_are_each_rows_own_as_read_alone(reading_prm):
+    source = reading_prm.surprise_source
+    rows = [e.input_ids for e in reading_prm.encode(ITEMS)]
+    for side in ("left", "right"):
+        batch = reading_prm.collate(reading_prm.encode(ITEMS), padding_side=side)
+        written, best = source.logprobs(batch.input_ids, batch.attention_mask)
+        assert torch.all(written[batch.attention_mask == 0] == 0) and torch.all(best[batch.attention_mask == 0] == 0)
+        for r, (alone_written, alone_best) in enumerate(source.read(rows)):
+            real = batch.attention_mask[r].bool()
+            assert written[r, real][0] == 0  # nothing predicts a row's first token, whatever the padding
+            assert torch.allclose(written[r, real], alone_written, atol=1e-5)
+            assert torch.allclose(best[r, real], alone_best, atol=1e-5)

@@ -5,7 +5,8 @@ import collections
 import pytest
 
 from prm_lib.answers import extract_final_answer, normalize_answer
-from prm_lib.monte_carlo import SimulatedPolicy, monte_carlo_labels, split_lines
+from prm_lib.monte_carlo import monte_carlo_labels
+from prm_lib.policies import SimulatedPolicy, split_lines
 from prm_lib.synthetic import ERROR_KINDS, SPLITS, generate, parse_problem, problems, solve, split_of
 
 
@@ -115,7 +116,7 @@ def test_misreadings_are_systematic_per_problem():
     from collections import Counter
 
     from prm_lib.answers import extract_final_answer
-    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.policies import SimulatedPolicy
     from prm_lib.synthetic import parse_problem, problems
 
     policy = SimulatedPolicy(step_error_rate=0.0, misread_rate=1.0, seed=3)
@@ -131,7 +132,7 @@ def test_misreadings_are_systematic_per_problem():
             hard.append(max(wrong.values()) > answers.get(str(p.answer), 0))
     assert hard and sum(hard) >= len(hard) / 2  # on hard problems the misreading is usually the most common answer
     # misread_rate 0 draws nothing extra: without slips, each continuation draws once per operation and once
-    # for the final answer, as before the option existed, so a seeded run's stream is unchanged by it
+    # for the final answer, so a seeded run's stream does not depend on the misreading option
     p = problems(1, seed=2, split="test")[0]
     plain = SimulatedPolicy(seed=5, step_error_rate=0.0, misread_rate=0.0)
     plain.complete(p.text, [], 8)
@@ -145,7 +146,7 @@ def test_misreadings_are_systematic_per_problem():
 
 
 def test_sampled_solutions_open_like_the_generator():
-    from prm_lib.monte_carlo import SimulatedPolicy
+    from prm_lib.policies import SimulatedPolicy
     from prm_lib.synthetic import problems
 
     policy = SimulatedPolicy(seed=0)

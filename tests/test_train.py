@@ -12,7 +12,8 @@ from prm_lib.cli import main as cli
 from prm_lib.metrics import auroc
 from prm_lib.model import ProcessRewardModel
 from prm_lib.objectives import last_step_mask
-from prm_lib.train import SYNTHETIC_FIELDS, TrainConfig, Trainer, length_bucketed_batches, train
+from prm_lib.batching import length_bucketed_batches
+from prm_lib.train import SYNTHETIC_FIELDS, TrainConfig, Trainer, train
 from prm_lib.training_data import build_data
 from prm_lib.zoo import PRESETS, config_hash, effective_config, load_or_train, preset, zoo_path
 
@@ -126,12 +127,18 @@ def test_train_seed_variable_moves_the_zoo_to_another_model(tmp_path, monkeypatc
 
 
 def test_config_hash_changes_with_any_setting():
-    assert config_hash(TINY) != config_hash(dataclasses.replace(TINY, lr=TINY.lr * 2))
-    assert config_hash(TINY) == config_hash(preset("tiny"))
+    changes = dict(lr=TINY.lr * 2, head_lr=TINY.head_lr * 2, batch_size=TINY.batch_size + 1, max_steps=TINY.max_steps + 1,
+                   seed=TINY.seed + 1, n_layers=1, backbone="smollm2-135m", objective="orm", separator="\n",
+                   freeze_embeddings=not TINY.freeze_embeddings, surprise=not TINY.surprise, pos_weight=0.5,
+                   mask_after_first_error=True, grad_accum=2,
+                   data=dataclasses.replace(TINY.data, n_train=TINY.data.n_train + 1))
+    hashes = {name: config_hash(dataclasses.replace(TINY, **{name: value})) for name, value in changes.items()}
+    assert len(set(hashes.values()) | {config_hash(TINY)}) == len(changes) + 1, hashes
+    assert config_hash(TINY) == config_hash(preset("tiny"))  # and the same config hashes the same
 
 
 def test_bad_config_is_named():
-    with pytest.raises(ValueError, match="objective must be"):
+    with pytest.raises(ValueError, match="objective must be .prm. or .orm., not .dpo."):
         TrainConfig(objective="dpo")
     with pytest.raises(ValueError, match="max_steps must be at least 1"):
         TrainConfig(max_steps=0)
@@ -163,7 +170,7 @@ def test_cli_help_documents_presets_and_every_option(capsys):
     assert "data_seed" in names and "n_train" in names and "max_length" in names and "grad_accum" in names
     for name, value in names.items():
         flag = "--" + name.replace("_", "-")
-        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ )?\(([^)]*)\)", settings)
+        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ |\{[a-z,]+\} )?\(([^)]*)\)", settings)
         assert m, flag
         # the default is the chosen preset's value (the cpu preset's shown), not the cpu preset's whatever --preset says
         shown = value.encode("unicode_escape").decode() if name == "separator" else value
@@ -198,7 +205,7 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
 # ---- GPU options: token-budget batches, and one dynamic-shape compilation ---------------------------------
 @pytest.mark.parametrize("max_tokens, multiple", [(64, 1), (300, 8), (1000, 8), (5, 1)])
 def test_token_budget_batches_cover_every_sample_once_and_keep_the_budget(max_tokens, multiple):
-    from prm_lib.train import token_budget_batches
+    from prm_lib.batching import token_budget_batches
 
     rng = __import__("random").Random(0)
     lengths = [rng.randint(3, 120) for _ in range(500)]
@@ -375,14 +382,17 @@ def test_each_loss_option_reaches_the_trainers_loss_and_changes_training(option,
 
 
 def test_test_set_is_the_chapters_held_out_split():
-    from prm_lib.synthetic import generate
+    from prm_lib.synthetic import split_of
     from prm_lib.training_data import test_set
     from prm_lib.zoo import preset
 
     config = preset("cpu-reader")
     test = test_set(config, n=50)
-    same = generate(50, seed=123, split="test", error_rate=0.5, max_ops=config.data.max_ops, direct_rate=config.data.direct_rate)
-    assert [s.as_item() for s in test] == [s.as_item() for s in same]
+    assert [s.as_item() for s in test] == [s.as_item() for s in test_set(config, n=50)]  # every chapter's same set
+    assert {split_of(s.problem) for s in test} == {"test"} and len(test) == 50
+    assert max(s.meta["n_ops"] for s in test) <= config.data.max_ops
+    train_set, _ = build_data(TINY)
+    assert not {s.problem for s in test} & {s.problem for s in train_set}  # never a training problem
     validation = test_set(config, n=50, split="validation")
     assert not {s.problem for s in test} & {s.problem for s in validation}
     assert 15 <= sum(not s.is_correct for s in test) <= 35

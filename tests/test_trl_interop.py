@@ -10,7 +10,7 @@ import torch
 
 from prm_lib.backbones import load_tokenizer
 from prm_lib.steps import DEFAULT_SEPARATOR, encode_solution
-from prm_lib.trl_interop import TRL_VERSION, trl_prm_trainer
+from prm_lib.trl_interop import trl_prm_trainer
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +20,6 @@ def exported(tmp_path_factory):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return out
-
-
-def test_trl_is_the_pinned_release_with_the_prm_trainer():
-    import trl
-    from trl.experimental.prm import PRMConfig, PRMTrainer  # noqa: F401  (gone from later releases)
-
-    assert trl.__version__ == TRL_VERSION
 
 
 def test_trl_labels_the_tokens_prm_lib_scores(exported):
@@ -57,9 +50,16 @@ def test_trl_prm_trainer_trains_on_the_exported_files(exported, tmp_path):
     assert not torch.equal(head, trainer.model.score.weight.detach())
     after = trainer.evaluate()
     assert after["eval_loss"] < before - 0.01  # it learned something about held-out steps (0.64 -> 0.59)
-    assert 0.0 <= after["eval_accuracy"] <= 1.0
 
 
 def test_missing_exported_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.jsonl is missing"):
+        trl_prm_trainer(tmp_path, tmp_path / "run")
+
+
+def test_another_trl_release_is_refused_by_name(monkeypatch, tmp_path):
+    import trl
+
+    monkeypatch.setattr(trl, "__version__", "9.9.9")
+    with pytest.raises(ImportError, match=r"trl 9\.9\.9 is installed; its PRM trainer is tested with 1\.13\.0 only"):
         trl_prm_trainer(tmp_path, tmp_path / "run")

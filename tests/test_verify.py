@@ -43,7 +43,7 @@ def test_calibration_bins_by_hand():
 
 def test_verifier_ranks_and_dedups(tiny_prm):
     calls = []
-    real = tiny_prm.score_batch
+    real = tiny_prm.score_padded
 
     def counting(items, **kw):
         calls.append(len(items))
@@ -51,11 +51,11 @@ def test_verifier_ranks_and_dedups(tiny_prm):
 
     v = PRMVerifier(tiny_prm, "min")
     sols = [["a.", "The answer is 1."], ["b.", "The answer is 2."], ["a.", "The answer is 1."]]
-    tiny_prm.score_batch = counting
+    tiny_prm.score_padded = counting
     try:
         ranked = v.rank_solutions("P?", sols)
     finally:
-        del tiny_prm.score_batch
+        del tiny_prm.score_padded
     assert calls == [2]  # the repeated solution was scored once
     assert [r.score for r in ranked] == sorted([r.score for r in ranked], reverse=True)
     assert sorted(r.index for r in ranked) == [0, 1, 2] and ranked[0].final_answer in ("1", "2")
@@ -72,7 +72,7 @@ ITEMS = [("What is 2 + 3?", ["2 + 3 = 5.", "The answer is 5."]),
 
 
 def test_padded_step_scores_are_the_lists(tiny_prm):
-    steps = tiny_prm.score_batch(ITEMS, padded=True)
+    steps = tiny_prm.score_padded(ITEMS)
     assert steps.probs.shape == steps.mask.shape == (3, 4) and steps.probs.dtype == torch.float64
     assert steps.mask.sum(dim=1).tolist() == [2, 4, 1] and torch.isnan(steps.probs[~steps.mask]).all()
     assert steps.rows() == tiny_prm.score_batch(ITEMS)  # one path: the lists are the tensor's rows
@@ -89,7 +89,7 @@ def test_padded_step_scores_of_a_cut_solution_keep_its_nan_inside_the_mask():
     short = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu", max_length=40)
     long = ("What is 1 + 1?", [f"Step {i}: 1 + 1 = 2, and this step is written out at some length." for i in range(6)])
     with pytest.warns(UserWarning):
-        steps = short.score_batch([long, ITEMS[0]], padded=True)
+        steps = short.score_padded([long, ITEMS[0]])
     assert steps.mask.sum(dim=1).tolist() == [6, 2]
     cut = torch.isnan(steps.probs[0])
     assert cut.any() and not cut[0] and cut[-1]  # cut from the end, whole steps
@@ -110,7 +110,7 @@ def test_verifier_step_scores_spread_duplicates_back(tiny_prm):
 
 def test_score_grid_shapes_dedup_and_re_aggregation(tiny_prm):
     calls = []
-    real = tiny_prm.score_batch
+    real = tiny_prm.score_padded
 
     def counting(items, **kw):
         calls.append(len(items))
@@ -120,11 +120,11 @@ def test_score_grid_shapes_dedup_and_re_aggregation(tiny_prm):
     problems = ["What is 1 + 1?", "What is 2 + 0?"]
     candidates = [[a, b, a], [a, c, c]]  # a repeats within and across problems, but not as the same (problem, steps)
     v = PRMVerifier(tiny_prm, "min")
-    tiny_prm.score_batch = counting
+    tiny_prm.score_padded = counting
     try:
         grid = v.score_grid(problems, candidates)
     finally:
-        del tiny_prm.score_batch
+        del tiny_prm.score_padded
     assert calls == [4]  # 6 candidates, 4 distinct (problem, steps) pairs, one batched call
     assert grid.scores.shape == (2, 3) and grid.answers == [["2", "3", "2"], ["2", "2", "2"]]
     assert grid.steps.probs.shape[0] == 6

@@ -1,9 +1,9 @@
 """Published PRMs, each read the way its family was trained, behind ``ProcessRewardModel``'s interface.
 
 Each family reads its score in its own way; an adapter holds that way in one frozen dataclass
-(its conventions) and gives ``score_batch(items, ..., padded=True)`` -> ``StepScores`` as a
-prm_lib PRM does, so ``PRMVerifier``, ``select``, ``beam_search`` and ``python -m prm_lib eval``
-take it unchanged:
+(its conventions) and gives ``score_batch(items, ...)`` -> one list per item and
+``score_padded(items, ...)`` -> ``StepScores`` as a prm_lib PRM does, so ``PRMVerifier``, ``select``,
+``beam_search`` and ``python -m prm_lib eval`` take it unchanged:
 
 =================  ===========================  ==================================================
 family             adapter                      read at / as
@@ -24,24 +24,19 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .base import StepScorer, single_token_id
-from .math_shepherd import MathShepherdConventions, MathShepherdScorer
-from .qwen_prm import CHATML, QwenPRMConventions, QwenPRMScorer, TwoLabelHeadModel
-from .rlhflow import RLHFlowConventions, RLHFlowScorer
-from .token_classifier import TokenClassifierConventions, TokenClassifierScorer
+from . import math_shepherd, qwen_prm, rlhflow, token_classifier
+from .base import StepScorer
 
-__all__ = ["FAMILIES", "StepScorer", "load_scorer", "parse_conventions", "single_token_id", "TokenClassifierScorer",
-           "TokenClassifierConventions", "MathShepherdScorer", "MathShepherdConventions", "QwenPRMScorer",
-           "QwenPRMConventions", "TwoLabelHeadModel", "CHATML", "RLHFlowScorer", "RLHFlowConventions"]
+__all__ = ["FAMILIES", "CONVENTIONS", "load_scorer", "parse_conventions"]
 
 FAMILIES: dict[str, type[StepScorer]] = {
-    "trl": TokenClassifierScorer,
-    "math-shepherd": MathShepherdScorer,
-    "qwen-prm": QwenPRMScorer,
-    "rlhflow": RLHFlowScorer,
+    "trl": token_classifier.TokenClassifierScorer,
+    "math-shepherd": math_shepherd.MathShepherdScorer,
+    "qwen-prm": qwen_prm.QwenPRMScorer,
+    "rlhflow": rlhflow.RLHFlowScorer,
 }
-CONVENTIONS = {"trl": TokenClassifierConventions, "math-shepherd": MathShepherdConventions,
-               "qwen-prm": QwenPRMConventions, "rlhflow": RLHFlowConventions}
+CONVENTIONS = {"trl": token_classifier.TokenClassifierConventions, "math-shepherd": math_shepherd.MathShepherdConventions,
+               "qwen-prm": qwen_prm.QwenPRMConventions, "rlhflow": rlhflow.RLHFlowConventions}
 
 
 def _family(name: str) -> str:

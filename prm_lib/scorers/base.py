@@ -2,7 +2,7 @@
 
 An adapter knows two things about one family of PRMs: how ``(problem, steps)`` becomes token ids
 with one read position per step (``encode``), and how the model's output at those positions
-becomes P(step correct) (``read``). The rest is here and works as ``ProcessRewardModel.score_encoded``
+becomes P(step correct) (``read``). The rest is here and works as ``ProcessRewardModel.score_encoded_padded``
 does: batches planned by length, right padding, one forward per batch, the positions gathered in
 one ``torch.gather``, NaN for steps cut by ``max_length``, and both result forms (one list per
 solution, or padded ``StepScores``). So ``PRMVerifier``, ``select``, ``beam_search`` and ``eval`` take
@@ -19,7 +19,7 @@ import torch
 
 from ..aggregate import StepScores
 from ..backbones import default_dtype, ensure_pad_token, resolve_device
-from ..batching import Batch, BatchPolicy, collate, score_in_batches
+from ..batching import Batch, BatchPolicy, ScoresAsLists, collate, score_in_batches
 from ..objectives import objective as objective_by_name
 from ..steps import EncodedSolution, validate_solution
 
@@ -40,11 +40,6 @@ def single_token_id(tokenizer: Any, text: str, role: str) -> int:
                          "token in the model's vocabulary (with or without its leading space), or add it as a "
                          "token (tokenizer.add_tokens) if the model was trained with it as one")
     return ids[0]
-
-
-def gather_steps(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """(B, T, D) values at (B, S) positions: (B, S, D), in one ``torch.gather``."""
-    return values.gather(1, positions.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
 
 
 def cut_to_max_length(n: int, input_ids: list[int], positions: list[int], n_steps: int,
@@ -78,7 +73,7 @@ def model_source(name_or_path: str | Path) -> str | Path:
     raise ValueError(f"{text!r} is neither a local model folder nor a hub id like 'RLHFlow/Llama3.1-8B-PRM-Deepseek-Data'")
 
 
-class StepScorer:
+class StepScorer(ScoresAsLists):
     """Base of the adapters: ``score_batch`` / ``score_encoded`` / ``score`` as ``ProcessRewardModel``'s.
 
     A subclass sets ``family`` and ``conventions`` (a frozen dataclass: its whole reading convention
@@ -148,11 +143,10 @@ class StepScorer:
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def score_encoded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
-                      padding_side: str = "right", progress: bool = False,
-                      padded: bool = False) -> list[list[float]] | StepScores:
-        """P(step correct) for encoded solutions, in their order; NaN for steps cut by max_length.
-        ``padded=True``: a (B, S) tensor and its mask of each solution's steps (``StepScores``)."""
+    def score_encoded_padded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
+                             padding_side: str = "right", progress: bool = False) -> StepScores:
+        """P(step correct) for encoded solutions, in their order, as a (B, S) tensor and the mask of each
+        solution's steps (``StepScores``); NaN for steps cut by max_length."""
         if padding_side != "right":
             raise ValueError(f"padding_side={padding_side!r}: adapters pad on the right only (a causal model's real "
                              "tokens then keep their positions 0..n-1 whatever the padding)")
@@ -163,22 +157,17 @@ class StepScorer:
             return self.read(batch).float().masked_fill(~batch.step_mask, float("nan"))
 
         probs, mask = score_in_batches(encoded, policy, probabilities, progress)
-        scores = StepScores(probs, mask)
-        return scores if padded else scores.rows()
+        return StepScores(probs, mask)
 
-    def score_batch(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
-                    progress: bool = False, padded: bool = False) -> list[list[float]] | StepScores:
-        """P(step correct) for each step of each ``(problem, steps)``, as ``ProcessRewardModel.score_batch``."""
+    def score_padded(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
+                     progress: bool = False) -> StepScores:
+        """P(step correct) for each step of each ``(problem, steps)``, as ``ProcessRewardModel.score_padded``."""
         for n, (problem, steps) in enumerate(items):
             try:
                 self.validate_item(problem, steps)
             except (ValueError, TypeError) as err:
                 raise type(err)(f"solution {n}: {err}" if len(items) > 1 else str(err)) from None
-        return self.score_encoded(self.encode(items) if items else [], policy, padding_side, progress, padded)
-
-    def score(self, problem: str, steps: Sequence[str]) -> list[float]:
-        """P(step correct) for every step of one solution."""
-        return self.score_batch([(problem, steps)])[0]
+        return self.score_encoded_padded(self.encode(items) if items else [], policy, padding_side, progress)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, {self.conventions!r})"

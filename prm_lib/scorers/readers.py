@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..batching import Batch
-from .base import gather_steps
+from ..batching import gather_steps
 
 
 def output_logits(output: object) -> torch.Tensor:

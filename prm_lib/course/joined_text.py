@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from .batching import Batch
+from ..batching import Batch
 
 
 def joined_format(problem: str, steps: Sequence[str]) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .batching import BatchPolicy, plan_batches
+from ..batching import BatchPolicy, gather_steps, plan_batches
 
 
 @torch.no_grad()  # not inference_mode: the features feed a fit that needs autograd
@@ -31,9 +31,7 @@ def step_features(model: Any, samples: Sequence[Any], policy: BatchPolicy | None
     try:
         for idx in plan_batches([len(e) for e in encoded], policy or BatchPolicy.for_device(model.device)):
             batch = model.collate([encoded[i] for i in idx])
-            hidden = model.hidden_states(batch)
-            index = batch.step_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-            at_steps = torch.gather(hidden, 1, index).float().cpu()
+            at_steps = gather_steps(model.hidden_states(batch), batch.step_positions).float().cpu()
             for row, i in enumerate(idx):
                 features[i] = at_steps[row, : encoded[i].n_scored]
     finally:

@@ -20,17 +20,17 @@ difference from a reference variant, so a reader can tell a measured effect from
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .aggregate import aggregate_many
-from .metrics import auroc, fit_threshold, flatten_steps, predicted_first_errors
-from .train import TrainConfig
-from .training_data import test_set
-from .zoo import load_or_train, preset
+from ..aggregate import aggregate_many
+from ..metrics import auroc, first_error_f1, fit_threshold, flatten_steps, paired_bootstrap, predicted_first_errors
+from ..train import TrainConfig
+from ..training_data import test_set
+from ..zoo import load_or_train, preset
 
-# Chapter 5's run E (the cpu preset: SmolLM2-135M cut to 8 layers) at half its steps: five runs of it fit a
+# The cpu preset (SmolLM2-135M cut to 8 layers, reading no surprise) at half its steps: five runs of it fit a
 # chapter on two CPU cores. Only the loss settings differ between the variants.
 ABLATION_BASE = dataclasses.replace(preset("cpu"), max_steps=280, eval_every=140)
 
@@ -85,26 +85,14 @@ def _measures(d: dict[str, Any], idx: np.ndarray) -> dict[str, float]:
     off = d["step_offsets"]
     steps = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx])
     first = steps[d["to_first_error"][steps]]
-    hit, erroneous = d["first_error_hit"][idx], d["erroneous"][idx]
-    acc_err, acc_ok = hit[erroneous].mean(), hit[~erroneous].mean()
+    f1 = first_error_f1(d["first_error_hit"][idx], d["erroneous"][idx])[0]
     return {
         "step_auroc": auroc(d["step_probs"][steps], d["step_targets"][steps]),
         "step_auroc_to_first_error": auroc(d["step_probs"][first], d["step_targets"][first]),
-        "first_error_f1": float(2 * acc_err * acc_ok / (acc_err + acc_ok)) if acc_err + acc_ok > 0 else 0.0,
+        "first_error_f1": float(f1),
         "solution_auroc_min": auroc(d["min"][idx], d["every_step_right"][idx]),
         "solution_auroc_last": auroc(d["last"][idx], d["every_step_right"][idx]),
     }
-
-
-def paired_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of ``statistic(indices)`` (an array) over ``n_boot`` resamples of ``range(n)``.
-
-    Both models are read on the same resampled solutions, so the interval is of their paired difference."""
-    rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
-    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return lo, hi
 
 
 def gap_to(reference: dict[str, Any], other: dict[str, Any], n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -119,6 +107,7 @@ def gap_to(reference: dict[str, Any], other: dict[str, Any], n_boot: int = 1000,
         ma, mb = _measures(a, idx), _measures(b, idx)
         return np.array([mb[m] - ma[m] for m in MEASURES])
 
+    # both models are read on the same resampled solutions: the interval is of their paired difference
     lo, hi = paired_bootstrap(diff, len(a["every_step_right"]), n_boot, seed)
     return {m: {"gap": float(other[m] - reference[m]), "low": float(lo[j]), "high": float(hi[j])}
             for j, m in enumerate(MEASURES)}

@@ -38,7 +38,7 @@ def _close(a: float, b: float, tol: float = 1e-5) -> bool:
 
 # -- 1.3: the first error ----------------------------------------------------------------------
 def _first_error(fn: Callable[..., Any]) -> int:
-    from .data import PRMSample
+    from ..data import PRMSample
 
     cases = [[1, 1, 1], [1, -1, 1], [-1, -1], [1, 1, -1], [1], [-1], [1, -1, -1, 1, -1]]
     for labels in cases:
@@ -80,8 +80,8 @@ def _training_signal(fn: Callable[..., Any]) -> int:
 
 # -- 2.4: step ends, by construction ------------------------------------------------------------
 def _step_ends(fn: Callable[..., Any]) -> int:
-    from .backbones import load_tokenizer
-    from .steps import encode_solution
+    from ..backbones import load_tokenizer
+    from ..steps import encode_solution
 
     tokenizer = load_tokenizer("tiny-qwen2")  # the real Qwen2 tokenizer, offline
     cases = [
@@ -126,7 +126,7 @@ def _mc_labels(fn: Callable[..., Any]) -> int:
 
 # -- 4.4: masked per-step BCE -------------------------------------------------------------------
 def _masked_bce(fn: Callable[..., Any]) -> int:
-    from .loss import step_bce_loss
+    from ..loss import step_bce_loss
 
     gen = torch.Generator().manual_seed(0)
     cases = [
@@ -147,9 +147,9 @@ def _masked_bce(fn: Callable[..., Any]) -> int:
 def _train_step(fn: Callable[..., Any]) -> int:
     import copy
 
-    from .loss import step_bce_loss
-    from .model import ProcessRewardModel
-    from .synthetic import generate
+    from ..loss import step_bce_loss
+    from ..model import ProcessRewardModel
+    from ..synthetic import generate
 
     base = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
     samples = generate(6, seed=5, split="train", error_rate=0.6, max_ops=3)  # rows of different lengths: padding
@@ -196,7 +196,7 @@ def _train_step(fn: Callable[..., Any]) -> int:
 
 # -- 5.3: step AUROC ----------------------------------------------------------------------------
 def _auroc(fn: Callable[..., Any]) -> int:
-    from .metrics import auroc
+    from ..metrics import auroc
 
     gen = torch.Generator().manual_seed(1)
     cases = [
@@ -221,10 +221,10 @@ def _harmonic_mean(fn: Callable[..., Any]) -> int:
     expected = [4 / (1 / 0.95 + 1 / 0.90 + 1 / 0.30 + 1 / 0.85), 0.5, 0.8]
     got = fn(probs.clone(), mask.clone())
     if not isinstance(got, torch.Tensor) or got.shape != (3,):
-        _fail("6.4", "the seed's batch", getattr(got, "shape", type(got).__name__), "a tensor of shape (3,)")
+        _fail("6.4", "the naive tutorial's batch", getattr(got, "shape", type(got).__name__), "a tensor of shape (3,)")
     for i, (g, e) in enumerate(zip(got.tolist(), expected)):
         if not _close(g, e, 1e-4):
-            _fail("6.4", f"solution {i} of the seed's batch (padding must not count)", round(g, 4), round(e, 4))
+            _fail("6.4", f"solution {i} of the naive tutorial's batch (padding must not count)", round(g, 4), round(e, 4))
     zero = fn(torch.tensor([[0.9, 0.0]]), torch.tensor([[True, True]]))
     if not (torch.isfinite(zero).all() and float(zero[0]) < 1e-3):
         _fail("6.4", "a step with probability 0", zero.tolist(), "a finite score near 0")
@@ -233,7 +233,7 @@ def _harmonic_mean(fn: Callable[..., Any]) -> int:
 
 # -- 7.4: PRM-weighted vote ---------------------------------------------------------------------
 def _weighted_vote(fn: Callable[..., Any]) -> int:
-    from .selection import weighted_vote
+    from ..selection import weighted_vote
 
     cases = [
         ([0.9, 0.2, 0.3, 0.4], ["12", "11", "11", "11"]),  # three weak votes beat one strong one
@@ -253,7 +253,7 @@ def _weighted_vote(fn: Callable[..., Any]) -> int:
 
 # -- 8.3: which partial solutions survive a round of beam search --------------------------------
 def _survivors(fn: Callable[..., Any]) -> int:
-    from .search import select_survivors
+    from ..search import select_survivors
 
     partial = [["a"], ["b"], ["c"], ["d"], ["e"], ["f"]]
     cases = [
