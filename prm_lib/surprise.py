@@ -353,3 +353,16 @@ class LikelihoodScorer:
         rows = [[math.exp(written[a:b].mean().item()) if b > a else 1.0 for a, b in e.step_spans]
                 for e, (written, _) in zip(encoded, read)]
         return rows
+
+
+def largest_step_surprise(prm: Any, items: Any, progress: bool = False) -> list[list[float]]:
+    """Per step of each ``(problem, steps)``: the largest surprise (nats) of the frozen LM that ``prm`` reads,
+    over the step's tokens. A slip that this LM does not doubt leaves no trace for the PRM to read, so
+    this says why a surprise-reading PRM misses a slip, before any training is blamed."""
+    source = getattr(prm, "surprise_source", None)
+    if source is None:
+        raise ValueError("this PRM reads no frozen LM's surprise (its config has surprise=False)")
+    encoded = prm.encode(items)
+    read = source.read([e.input_ids for e in encoded], progress=progress)
+    return [[(best[a:b] - written[a:b]).max().item() if b > a else float("nan") for a, b in e.step_spans]
+            for e, (written, best) in zip(encoded, read)]

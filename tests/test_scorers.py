@@ -475,3 +475,41 @@ def test_eval_cli_fit_subset_with_an_adapter(exported, capsys):
     assert out["n"] == 8 and out["n_skipped"] == 3 and out["subsets"]["math"]["n_skipped"] == 1
     assert {"f1", "acc_erroneous", "acc_correct", "threshold", "f1_mean"} <= out.keys()
     assert "3 of 15 records could not be scored" in captured.err
+
+
+# -- chapter 7's published-PRM cell, offline ---------------------------------------------------------------
+def test_a_published_trl_prm_through_the_chapters_evaluation(classifier, tok, tmp_path):
+    """The cell chapter 7 runs with a hub PRM (load, fit a threshold on validation, F1 on test, best-of-N
+    through the selectors), here on a random-init model of the same class saved to a folder."""
+    from prm_lib.metrics import first_error_scores
+    from prm_lib.policies import SimulatedPolicy
+    from prm_lib.answers import extract_final_answer
+    from prm_lib.selection import Selector, best_of_n_accuracy
+    from prm_lib.synthetic import generate, problems
+
+    classifier.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    published = load_scorer("trl", str(tmp_path), conventions={"separator": "\n\n"})
+    assert isinstance(published, TokenClassifierScorer) and published.conventions.separator == "\n\n"
+    validation, test = generate(12, seed=1, split="validation"), generate(12, seed=2, split="test")
+    fitted = fit_threshold(published.score_batch([s.as_item() for s in validation]), [s.first_error for s in validation])
+    result = first_error_scores(published.score_batch([s.as_item() for s in test]), [s.first_error for s in test],
+                                fitted["threshold"])
+    assert result["n_erroneous"] + result["n_correct"] == 12 and 0 <= result["f1"] <= 1
+    bon = problems(3, seed=5, split="test")
+    candidates = [SimulatedPolicy(step_error_rate=0.3, seed=7).sample(p.text, 4) for p in bon]
+    answers = [[extract_final_answer(c) for c in cands] for cands in candidates]
+    grid = PRMVerifier(published, "min").score_grid([p.text for p in bon], candidates)
+    assert grid.scores.shape == (3, 4) and ((grid.scores > 0) & (grid.scores < 1)).all()
+    accuracy = best_of_n_accuracy(answers, [p.answer for p in bon], {"best": Selector("best", grid.scores),
+                                  "vote": Selector("weighted_vote", grid.scores)}, [1, 4], trials=2, seed=0)
+    # at N = 4 every candidate is in the draw: the top pick is the argmax of the grid, the same in every trial
+    picked = [answers[i][int(grid.scores[i].argmax())] == str(bon[i].answer) for i in range(3)]
+    assert accuracy["best"][:, 1].tolist() == pytest.approx([float(x) for x in picked])
+
+
+def test_a_hub_prm_that_cannot_be_reached_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache: nothing to fall back on
+    with pytest.raises(ValueError, match="HuggingFaceH4/Qwen2.5-Math-1.5B-Instruct-PRM-0.2"):
+        load_scorer("trl", "HuggingFaceH4/Qwen2.5-Math-1.5B-Instruct-PRM-0.2", conventions={"separator": "\n\n"})

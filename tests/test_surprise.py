@@ -297,3 +297,17 @@ def test_logprobs_of_a_padded_batch_are_each_rows_own_as_read_alone(reading_prm)
             assert written[r, real][0] == 0  # nothing predicts a row's first token, whatever the padding
             assert torch.allclose(written[r, real], alone_written, atol=1e-5)
             assert torch.allclose(best[r, real], alone_best, atol=1e-5)
+
+
+def test_largest_step_surprise_is_the_max_over_each_steps_tokens(reading_prm):
+    from prm_lib.surprise import largest_step_surprise
+
+    got = largest_step_surprise(reading_prm, ITEMS)
+    assert [len(row) for row in got] == [3, 1, 4]
+    for item, row in zip(ITEMS, got):
+        encoded = reading_prm.encode([item])[0]
+        surprise = reading_prm.surprise_source(reading_prm.collate([encoded]).input_ids)[0]
+        expected = [surprise[a:b].max().item() for a, b in encoded.step_spans]
+        assert row == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ValueError, match="surprise"):
+        largest_step_surprise(ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu"), ITEMS)

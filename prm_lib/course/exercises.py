@@ -51,8 +51,8 @@ def _first_error(fn: Callable[..., Any]) -> int:
 
 # -- 1.4: ORM against PRM, what each head is trained toward -------------------------------------
 def _training_signal(fn: Callable[..., Any]) -> int:
-    from .data import PRMSample
-    from .objectives import objective
+    from ..data import PRMSample
+    from ..objectives import objective
 
     right, wrong = {"answer": 12, "final_answer": 12}, {"answer": 12, "final_answer": 10}
     cases = [
