@@ -70,7 +70,7 @@ def run_prm_lib(root: Path, args: argparse.Namespace) -> dict:
             "loss_first_10": round(sum(h["loss"] for h in result.history[:10]) / 10, 4),
             "loss_last_10": round(sum(h["loss"] for h in result.history[-10:]) / 10, 4),
             "test_step_auroc": round(auroc(probs, truth >= 0.5), 4), "peak_rss_gib": round(peak_rss_gib(), 2),
-            "settings": {"lr": config.lr, "head_lr": config.head_lr, "schedule": "warmup 20, cosine",
+            "settings": {"lr": config.lr, "head_lr": config.head_lr, "schedule": f"warmup {config.warmup_steps}, cosine",
                          "frozen_embeddings": config.freeze_embeddings}}
 
 

@@ -73,14 +73,26 @@ def best_of_n(
     curves: Mapping[str, Sequence[float]],
     title: str = "Best-of-N accuracy",
     ax: Axes | None = None,
+    intervals: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Figure:
-    """Accuracy against N (log2 axis), one line per selector; pass@N, if given, dashed."""
+    """Accuracy against N (log2 axis), one line per selector; pass@N, if given, dashed. ``intervals`` maps a
+    selector to its (low, high) bounds at each N (``selection.bootstrap_curve``), drawn as a band, so a reader
+    sees which gaps the problems' sample can tell apart."""
     fig, ax = _axes(ax, (7, 4.5))
+    intervals = intervals or {}
+    for name in intervals:
+        if name not in curves:
+            raise ValueError(f"an interval for {name!r}, which has no curve")
     for name, acc in curves.items():
         if len(acc) != len(ns):
             raise ValueError(f"{name}: {len(acc)} values for {len(ns)} values of N")
         style = dict(linestyle="--", color="black") if name.lower().startswith("pass") else {}
-        ax.plot(ns, acc, marker="o", label=name, **style)
+        (line,) = ax.plot(ns, acc, marker="o", label=name, **style)
+        if name in intervals:
+            low, high = intervals[name]
+            if len(low) != len(ns) or len(high) != len(ns):
+                raise ValueError(f"{name}: interval bounds for {len(low)} and {len(high)} values of N, not {len(ns)}")
+            ax.fill_between(ns, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(ns), [str(n) for n in ns])
     ax.set_xlabel("N (candidates per problem)")

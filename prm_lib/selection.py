@@ -156,6 +156,17 @@ def best_of_n_accuracy(
     return {name: acc / trials for name, acc in out.items()}
 
 
+def bootstrap_curve(per_problem: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) bootstrap bounds of the mean accuracy at each N, from a (problems, Ns) array of
+    ``best_of_n_accuracy``: problems resampled, the same resamples for every N."""
+    acc = np.asarray(per_problem, dtype=np.float64)
+    if acc.ndim != 2 or acc.shape[0] == 0:
+        raise ValueError(f"need a (problems, Ns) array with at least one problem, not shape {acc.shape}")
+    low, high = paired_bootstrap(lambda idx: acc[idx].mean(axis=0), acc.shape[0], n_boot, seed, level)
+    return low, high
+
+
 def bootstrap_gap(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
     """Mean of ``a - b`` over problems and a bootstrap confidence interval (problems resampled, paired)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)

@@ -323,3 +323,31 @@ def test_quiet_loading_hides_the_weight_bar_and_restores_the_setting():
         pass
     assert not hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
+
+
+def test_hub_reachable_is_false_offline_and_follows_the_connection(monkeypatch):
+    import socket
+
+    from prm_lib.backbones import hub_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_reachable() is False
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    calls = []
+
+    def refuse(address, timeout):
+        calls.append((address, timeout))
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert hub_reachable(timeout=0.5) is False and calls == [(("huggingface.co", 443), 0.5)]
+
+    class Connection:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: Connection())
+    assert hub_reachable() is True

@@ -33,3 +33,17 @@ def test_best_of_n_aggregation_and_calibration_figures():
     p = rng.random(500)
     fig = plots.calibration(p, (rng.random(500) < p).astype(float))
     assert "ECE" in fig.axes[0].get_legend().get_texts()[1].get_text()
+
+
+def test_best_of_n_draws_each_interval_as_a_band_around_its_curve():
+    ns = [1, 2, 4]
+    fig = plots.best_of_n(ns, {"a": [0.5, 0.6, 0.7], "pass@N": [0.6, 0.8, 0.9]},
+                          intervals={"a": ([0.4, 0.5, 0.6], [0.6, 0.7, 0.8])})
+    bands = fig.axes[0].collections
+    assert len(bands) == 1
+    ys = bands[0].get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(0.4) and ys.max() == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="no curve"):
+        plots.best_of_n(ns, {"a": [0.5, 0.6, 0.7]}, intervals={"b": ([0, 0, 0], [1, 1, 1])})
+    with pytest.raises(ValueError, match="interval bounds"):
+        plots.best_of_n(ns, {"a": [0.5, 0.6, 0.7]}, intervals={"a": ([0, 0], [1, 1])})

@@ -106,3 +106,19 @@ def test_best_of_n_reads_arrays_as_lists_and_matches_select():
     with pytest.raises(ValueError, match="w: needs scores for each of the 5 problems"):
         best_of_n_accuracy(answers, gold, {"w": Selector("weighted_vote")}, [1])
 
+
+
+def test_bootstrap_curve_brackets_each_columns_mean_and_narrows_with_more_problems():
+    from prm_lib.selection import bootstrap_curve
+
+    rng = np.random.default_rng(0)
+    small = (rng.random((40, 3)) < [0.2, 0.5, 0.9]).astype(float)
+    large = (rng.random((4000, 3)) < [0.2, 0.5, 0.9]).astype(float)
+    low, high = bootstrap_curve(small, seed=0)
+    assert np.all(low <= small.mean(axis=0)) and np.all(small.mean(axis=0) <= high)
+    low_l, high_l = bootstrap_curve(large, seed=0)
+    assert np.all(high_l - low_l < (high - low) / 4)
+    constant = np.ones((10, 2))
+    assert np.array_equal(bootstrap_curve(constant)[0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="problems"):
+        bootstrap_curve(np.zeros(5))
