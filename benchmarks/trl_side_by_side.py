@@ -11,11 +11,13 @@ TRL-format test file (chapter 5's test set: 400 solutions, half of them wrong):
   rows of the batches it drew (each tool's own sampler) over the wall-clock time of ``train()`` / ``fit()``;
 * peak memory: the largest resident set of the process that trained (each tool runs in its own process);
 * held-out step AUROC: P(correct) at each labelled step end (TRL: the softmax of its two-label head at the
-  positions its ``tokenize_row`` labels; prm_lib: ``score_batch``), against the labels.
+  positions its ``tokenize_row`` labels; prm_lib: ``score_batch``), against the labels; and the 95% paired
+  bootstrap interval of the difference, resampling whole test solutions.
 
 What differs by design, and is reported: TRL trains every parameter at one learning rate with a linear decay;
 prm_lib keeps the embeddings frozen and gives the new value head its own (higher) rate, with warmup and
-cosine decay, as its presets do.
+cosine decay, as its CPU presets do. A third run, ``prm_lib_embeddings_trained``, trains the embeddings as
+TRL does, to show what freezing them buys.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def peak_rss_gib() -> float:
 
 
 def run_prm_lib(root: Path, args: argparse.Namespace) -> dict:
+    import numpy as np
     import torch
 
     from prm_lib.data import read
@@ -59,16 +62,21 @@ def run_prm_lib(root: Path, args: argparse.Namespace) -> dict:
 
     config = preset("cpu").replace(
         backbone=args.backbone, n_layers=args.n_layers, batch_size=args.batch_size, max_steps=args.steps,
-        eval_every=args.steps, lr=args.lr, data=FileData(str(root / "train.jsonl"), "trl",
-                                                         val_file=str(root / "validation.jsonl")))
+        eval_every=args.steps, lr=args.lr, freeze_embeddings=not args.train_embeddings,
+        data=FileData(str(root / "train.jsonl"), "trl", val_file=str(root / "validation.jsonl")))
     torch.manual_seed(0)
     result = train(config, progress=False, device="cpu")
+    losses = [h["loss"] for h in result.history]
+    # the trainer's clock when its final validation pass began: the steps alone, as TRL's train() (no eval) is timed
+    seconds = result.evals[-1]["seconds"] if result.evals else result.seconds
     test = read(root / "test.jsonl", "trl")
-    probs, truth, _ = flatten_steps(result.model.score_batch([s.as_item() for s in test]), [s.targets for s in test])
-    return {"train_seconds": round(result.seconds, 1), "tokens": result.tokens,
-            "tokens_per_second": round(result.tokens / result.seconds, 1),
-            "loss_first_10": round(sum(h["loss"] for h in result.history[:10]) / 10, 4),
-            "loss_last_10": round(sum(h["loss"] for h in result.history[-10:]) / 10, 4),
+    rows = result.model.score_batch([s.as_item() for s in test])
+    if not args.train_embeddings:
+        (root / "test_scores_prm_lib.json").write_text(json.dumps(rows))
+    probs, truth, _ = flatten_steps(rows, [s.targets for s in test])
+    return {"train_seconds": round(seconds, 1), "tokens": result.tokens,
+            "tokens_per_second": round(result.tokens / seconds, 1),
+            "loss_first_10": round(float(np.mean(losses[:10])), 4), "loss_last_10": round(float(np.mean(losses[-10:])), 4),
             "test_step_auroc": round(auroc(probs, truth >= 0.5), 4), "peak_rss_gib": round(peak_rss_gib(), 2),
             "settings": {"lr": config.lr, "head_lr": config.head_lr, "schedule": f"warmup {config.warmup_steps}, cosine",
                          "frozen_embeddings": config.freeze_embeddings}}
@@ -103,7 +111,7 @@ def run_trl(root: Path, args: argparse.Namespace) -> dict:
     from trl.experimental.prm import PRMTrainer
 
     model, tokenizer = trainer.model.eval(), trainer.processing_class
-    scores, labels = [], []
+    scores, labels, rows = [], [], []
     with open(root / "test.jsonl") as f:
         for line in f:
             row = PRMTrainer.tokenize_row(json.loads(line), tokenizer, DEFAULT_SEPARATOR, max_length=None,
@@ -111,15 +119,42 @@ def run_trl(root: Path, args: argparse.Namespace) -> dict:
             with torch.no_grad():
                 logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
             p = torch.softmax(logits.float(), -1)[:, 1].numpy()
-            for i, label in enumerate(row["labels"]):
-                if label != -100:
-                    scores.append(float(p[i]))
-                    labels.append(label)
+            rows.append([float(p[i]) for i, label in enumerate(row["labels"]) if label != -100])
+            scores += rows[-1]
+            labels += [label for label in row["labels"] if label != -100]
+    (root / "test_scores_trl.json").write_text(json.dumps(rows))
     return {"train_seconds": round(seconds, 1), "tokens": seen["tokens"],
             "tokens_per_second": round(seen["tokens"] / seconds, 1),
             "loss_first_10": round(float(np.mean(losses[:10])), 4), "loss_last_10": round(float(np.mean(losses[-10:])), 4),
             "test_step_auroc": round(auroc(scores, labels), 4), "peak_rss_gib": round(peak_rss_gib(), 2),
             "settings": {"lr": args.lr, "schedule": "linear decay (TRL's default)", "frozen_embeddings": False}}
+
+
+def auroc_gap_interval(root: Path) -> list[float]:
+    """95% paired bootstrap interval of prm_lib's test step AUROC minus TRL's, resampling whole solutions
+    (a solution's steps are not independent of each other)."""
+    import numpy as np
+
+    from prm_lib.data import read
+    from prm_lib.metrics import auroc, paired_bootstrap
+
+    truth = [[t >= 0.5 for t in s.targets] for s in read(root / "test.jsonl", "trl")]
+    scores = {tool: json.loads((root / f"test_scores_{tool}.json").read_text()) for tool in ("prm_lib", "trl")}
+    for tool, rows in scores.items():  # the same steps on both sides, or the gap means nothing
+        if [len(r) for r in rows] != [len(t) for t in truth]:
+            raise ValueError(f"{tool} scored other steps than the test file's labels")
+
+    def gap(idx: np.ndarray) -> float:
+        labels = [x for i in idx for x in truth[i]]
+        return auroc([x for i in idx for x in scores["prm_lib"][i]], labels) - auroc(
+            [x for i in idx for x in scores["trl"][i]], labels)
+
+    lo, hi = paired_bootstrap(gap, len(truth))
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+# prm_lib as its presets train, prm_lib training the embeddings too (as TRL does: what freezing them buys), TRL
+SIDES = {"prm_lib": run_prm_lib, "prm_lib_embeddings_trained": run_prm_lib, "trl": run_trl}
 
 
 def main() -> int:
@@ -130,13 +165,14 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--tool", choices=["trl", "prm_lib"], help=argparse.SUPPRESS)  # one side, in its own process
+    parser.add_argument("--tool", choices=list(SIDES), help=argparse.SUPPRESS)  # one side, in its own process
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
         args.backbone, args.n_layers, args.steps = "tiny-qwen2", None, 10
     if args.tool:
-        side = {"trl": run_trl, "prm_lib": run_prm_lib}[args.tool](Path(args.data), args)
+        args.train_embeddings = args.tool == "prm_lib_embeddings_trained"
+        side = SIDES[args.tool](Path(args.data), args)
         print(json.dumps(side))
         return 0
     import torch
@@ -148,7 +184,7 @@ def main() -> int:
     import trl
 
     out["trl_version"] = trl.__version__
-    for tool in ("prm_lib", "trl"):
+    for tool in SIDES:
         command = [sys.executable, __file__, "--tool", tool, "--data", str(root), "--backbone", args.backbone,
                    "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
         command += ["--n-layers", str(args.n_layers)] if args.n_layers is not None else []
@@ -161,6 +197,7 @@ def main() -> int:
     if "tokens_per_second" in out.get("prm_lib", {}) and "tokens_per_second" in out.get("trl", {}):
         out["speed_ratio_prm_lib_over_trl"] = round(out["prm_lib"]["tokens_per_second"] / out["trl"]["tokens_per_second"], 2)
         out["auroc_gap_prm_lib_minus_trl"] = round(out["prm_lib"]["test_step_auroc"] - out["trl"]["test_step_auroc"], 4)
+        out["auroc_gap_95ci"] = auroc_gap_interval(root)
     print(json.dumps(out))
     return 0
 

@@ -19,6 +19,7 @@ Device: CUDA, then Apple's MPS, then CPU. Dtype: bf16 on CUDA, fp32 elsewhere.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -142,6 +143,7 @@ def smollm2_folder() -> Path:
     """De-quantize SmolLM2-135M-Instruct from its GGUF once; return the cached safetensors folder."""
     target = cache_dir() / "backbones" / "smollm2-135m-instruct"
     if (target / "config.json").exists():
+        _drop_quantization_config(target)  # a folder converted by an earlier prm_lib kept it
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -157,6 +159,7 @@ def smollm2_folder() -> Path:
         model.hf_quantizer = None  # de-quantized to fp32 already; lets save_pretrained write it
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        _drop_quantization_config(tmp)
         try:
             tmp.rename(target)
         except OSError:  # another process finished first
@@ -165,6 +168,23 @@ def smollm2_folder() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _drop_quantization_config(folder: Path) -> None:
+    """Remove the GGUF ``quantization_config`` from a de-quantized folder's config.json.
+
+    The weights are plain fp32, but with that entry transformers loads them as a quantized model, and
+    ``transformers.Trainer`` (TRL's PRM trainer) then refuses to fine-tune it. The weights and logits are
+    the same either way.
+    """
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    if "quantization_config" not in config:
+        return
+    del config["quantization_config"]
+    tmp = path.with_name(f".config.json.{os.getpid()}")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def _random_qwen2(name: str, dtype: torch.dtype, device: torch.device) -> tuple[nn.Module, Any]:

@@ -52,6 +52,24 @@ def test_trl_prm_trainer_trains_on_the_exported_files(exported, tmp_path):
     assert after["eval_loss"] < before - 0.01  # it learned something about held-out steps (0.64 -> 0.59)
 
 
+def test_trl_prm_trainer_takes_the_pretrained_course_backbone(exported, tmp_path):
+    # SmolLM2's fp32 folder is de-quantized from a GGUF file; a GGUF quantization_config left in its
+    # config.json made transformers' Trainer refuse it as "purely quantized"
+    trainer = trl_prm_trainer(exported, tmp_path / "run", backbone="smollm2-135m", n_layers=2, max_steps=1)
+    assert not getattr(trainer.model, "is_quantized", False)
+    assert trainer.model.dtype == torch.float32 and len(trainer.model.model.layers) == 2
+
+
+def test_a_folder_converted_earlier_loses_its_quantization_config(tmp_path):
+    from prm_lib.backbones import _drop_quantization_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": {"quant_method": "gguf"}}))
+    _drop_quantization_config(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == {"model_type": "llama"}
+    _drop_quantization_config(tmp_path)  # a plain folder is left as it is
+    assert json.loads((tmp_path / "config.json").read_text()) == {"model_type": "llama"}
+
+
 def test_missing_exported_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.jsonl is missing"):
         trl_prm_trainer(tmp_path, tmp_path / "run")
