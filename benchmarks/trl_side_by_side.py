@@ -1,14 +1,17 @@
-"""prm_lib's trainer beside the last PRM trainer the field had (TRL 1.13's ``PRMTrainer``), in one run. One JSON line.
+"""prm_lib's trainer beside TRL 1.13's ``PRMTrainer`` (TRL's last release with one), in one run. One JSON line.
 
     python benchmarks/trl_side_by_side.py                 # SmolLM2-135M cut to 8 layers, CPU, 150 steps of 8
-    python benchmarks/trl_side_by_side.py --smoke         # tiny-qwen2, 4 steps: checks the script
+    python benchmarks/trl_side_by_side.py --smoke         # tiny-qwen2, 10 steps, one round: checks the script
 
 Both train on the same TRL-format file (the ``cpu`` preset's synthetic data, written by ``prm_lib.data.write``),
 with the same backbone, batch size, step count and learning rate, and both are measured on the same held-out
 TRL-format test file (chapter 5's test set: 400 solutions, half of them wrong):
 
-* tokens per second: real (non-padding) tokens the trainer saw per second of training, from the tokenized
-  rows of the batches it drew (each tool's own sampler) over the wall-clock time of ``train()`` / ``fit()``;
+* tokens per second: real (non-padding) tokens of the batches each trainer stepped on (each tool's own
+  sampler), over the wall-clock time of its optimizer steps: TRL's ``train()`` (which evaluates nothing here),
+  prm_lib's ``train()`` less the time its ``Trainer.evaluate`` took (its final validation pass). Times on a
+  shared CPU vary between runs, so the three runs are repeated in ``--repeats`` interleaved rounds (3): the
+  median time, and each round's rate and ratio, are reported;
 * peak memory: the largest resident set of the process that trained (each tool runs in its own process);
 * held-out step AUROC: P(correct) at each labelled step end (TRL: the softmax of its two-label head at the
   positions its ``tokenize_row`` labels; prm_lib: ``score_batch``), against the labels; and the 95% paired
@@ -56,10 +59,21 @@ def run_prm_lib(root: Path, args: argparse.Namespace) -> dict:
 
     from prm_lib.data import read
     from prm_lib.metrics import auroc, flatten_steps
-    from prm_lib.train import train
+    from prm_lib.train import Trainer, train
     from prm_lib.training_data import FileData
     from prm_lib.zoo import preset
 
+    evaluating = {"seconds": 0.0}
+    evaluate = Trainer.evaluate
+
+    def timed_evaluate(self: Trainer) -> dict:  # the validation pass is not training: its time is taken out
+        start = time.perf_counter()
+        try:
+            return evaluate(self)
+        finally:
+            evaluating["seconds"] += time.perf_counter() - start
+
+    Trainer.evaluate = timed_evaluate
     config = preset("cpu").replace(
         backbone=args.backbone, n_layers=args.n_layers, batch_size=args.batch_size, max_steps=args.steps,
         eval_every=args.steps, lr=args.lr, freeze_embeddings=not args.train_embeddings,
@@ -67,14 +81,13 @@ def run_prm_lib(root: Path, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     result = train(config, progress=False, device="cpu")
     losses = [h["loss"] for h in result.history]
-    # the trainer's clock when its final validation pass began: the steps alone, as TRL's train() (no eval) is timed
-    seconds = result.evals[-1]["seconds"] if result.evals else result.seconds
+    seconds = result.seconds - evaluating["seconds"]
     test = read(root / "test.jsonl", "trl")
     rows = result.model.score_batch([s.as_item() for s in test])
     if not args.train_embeddings:
-        (root / "test_scores_prm_lib.json").write_text(json.dumps(rows))
+        (root / "test_scores_prm_lib.json").write_text(json.dumps({"scores": rows}))
     probs, truth, _ = flatten_steps(rows, [s.targets for s in test])
-    return {"train_seconds": round(seconds, 1), "tokens": result.tokens,
+    return {"train_seconds": round(seconds, 3), "tokens": result.tokens,
             "tokens_per_second": round(result.tokens / seconds, 1),
             "loss_first_10": round(float(np.mean(losses[:10])), 4), "loss_last_10": round(float(np.mean(losses[-10:])), 4),
             "test_step_auroc": round(auroc(probs, truth >= 0.5), 4), "peak_rss_gib": round(peak_rss_gib(), 2),
@@ -95,14 +108,14 @@ def run_trl(root: Path, args: argparse.Namespace) -> dict:
     trainer = trl_prm_trainer(root, Path(tempfile.mkdtemp()) / "trl_run", backbone=args.backbone, n_layers=args.n_layers,
                               max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr)
     seen = {"tokens": 0}
+    step = trainer.training_step  # counts the real tokens of every batch it steps on (the data loader fetches
+    # one batch ahead, so counting in the collator would count a batch it never trains on)
 
-    collate = trainer.data_collator  # counts the real tokens of every batch the trainer draws
+    def counting_step(model, inputs, *args, **kwargs):
+        seen["tokens"] += int(inputs["attention_mask"].sum())
+        return step(model, inputs, *args, **kwargs)
 
-    def counting(rows):
-        seen["tokens"] += sum(len(r["input_ids"]) for r in rows)
-        return collate(rows)
-
-    trainer.data_collator = counting
+    trainer.training_step = counting_step
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -111,7 +124,7 @@ def run_trl(root: Path, args: argparse.Namespace) -> dict:
     from trl.experimental.prm import PRMTrainer
 
     model, tokenizer = trainer.model.eval(), trainer.processing_class
-    scores, labels, rows = [], [], []
+    scores, labels, rows, label_rows = [], [], [], []
     with open(root / "test.jsonl") as f:
         for line in f:
             row = PRMTrainer.tokenize_row(json.loads(line), tokenizer, DEFAULT_SEPARATOR, max_length=None,
@@ -120,10 +133,11 @@ def run_trl(root: Path, args: argparse.Namespace) -> dict:
                 logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
             p = torch.softmax(logits.float(), -1)[:, 1].numpy()
             rows.append([float(p[i]) for i, label in enumerate(row["labels"]) if label != -100])
+            label_rows.append([int(label) for label in row["labels"] if label != -100])
             scores += rows[-1]
-            labels += [label for label in row["labels"] if label != -100]
-    (root / "test_scores_trl.json").write_text(json.dumps(rows))
-    return {"train_seconds": round(seconds, 1), "tokens": seen["tokens"],
+            labels += label_rows[-1]
+    (root / "test_scores_trl.json").write_text(json.dumps({"scores": rows, "labels": label_rows}))
+    return {"train_seconds": round(seconds, 3), "tokens": seen["tokens"],
             "tokens_per_second": round(seen["tokens"] / seconds, 1),
             "loss_first_10": round(float(np.mean(losses[:10])), 4), "loss_last_10": round(float(np.mean(losses[-10:])), 4),
             "test_step_auroc": round(auroc(scores, labels), 4), "peak_rss_gib": round(peak_rss_gib(), 2),
@@ -139,10 +153,14 @@ def auroc_gap_interval(root: Path) -> list[float]:
     from prm_lib.metrics import auroc, paired_bootstrap
 
     truth = [[t >= 0.5 for t in s.targets] for s in read(root / "test.jsonl", "trl")]
-    scores = {tool: json.loads((root / f"test_scores_{tool}.json").read_text()) for tool in ("prm_lib", "trl")}
-    for tool, rows in scores.items():  # the same steps on both sides, or the gap means nothing
+    saved = {tool: json.loads((root / f"test_scores_{tool}.json").read_text()) for tool in ("prm_lib", "trl")}
+    scores = {tool: side["scores"] for tool, side in saved.items()}
+    # the same steps on both sides, with the same labels, or the gap means nothing
+    for tool, rows in scores.items():
         if [len(r) for r in rows] != [len(t) for t in truth]:
             raise ValueError(f"{tool} scored other steps than the test file's labels")
+    if saved["trl"]["labels"] != [[int(t) for t in row] for row in truth]:
+        raise ValueError("TRL's labels at the scored positions differ from the test file's")
 
     def gap(idx: np.ndarray) -> float:
         labels = [x for i in idx for x in truth[i]]
@@ -151,6 +169,20 @@ def auroc_gap_interval(root: Path) -> list[float]:
 
     lo, hi = paired_bootstrap(gap, len(truth))
     return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def summarize(sides: list[dict]) -> dict:
+    """One tool's rounds: the median time and rate, the largest peak memory, and every round's rate. The
+    trained model is the same in every round (seeded, one machine), so the AUROC and losses must agree."""
+    import numpy as np
+
+    for key in ("tokens", "test_step_auroc", "loss_last_10"):
+        if len({side[key] for side in sides}) != 1:
+            raise ValueError(f"the rounds disagree on {key}: {[side[key] for side in sides]}")
+    seconds = float(np.median([side["train_seconds"] for side in sides]))
+    return {**sides[0], "train_seconds": round(seconds, 3), "tokens_per_second": round(sides[0]["tokens"] / seconds, 1),
+            "tokens_per_second_by_round": [side["tokens_per_second"] for side in sides],
+            "peak_rss_gib": max(side["peak_rss_gib"] for side in sides)}
 
 
 # prm_lib as its presets train, prm_lib training the embeddings too (as TRL does: what freezing them buys), TRL
@@ -164,12 +196,16 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of the three runs, interleaved; times on a shared CPU vary from run to run")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--tool", choices=list(SIDES), help=argparse.SUPPRESS)  # one side, in its own process
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
-        args.backbone, args.n_layers, args.steps = "tiny-qwen2", None, 10
+        args.backbone, args.n_layers, args.steps, args.repeats = "tiny-qwen2", None, 10, 1
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.tool:
         args.train_embeddings = args.tool == "prm_lib_embeddings_trained"
         side = SIDES[args.tool](Path(args.data), args)
@@ -184,18 +220,29 @@ def main() -> int:
     import trl
 
     out["trl_version"] = trl.__version__
-    for tool in SIDES:
-        command = [sys.executable, __file__, "--tool", tool, "--data", str(root), "--backbone", args.backbone,
-                   "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
-        command += ["--n-layers", str(args.n_layers)] if args.n_layers is not None else []
-        command += ["--smoke"] if args.smoke else []
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            out[tool] = {"error": done.stderr[-2000:]}
-            continue
-        out[tool] = json.loads(done.stdout.strip().splitlines()[-1])
+    out["repeats"] = args.repeats
+    runs: dict[str, list[dict]] = {tool: [] for tool in SIDES}
+    for _ in range(args.repeats):
+        for tool in SIDES:
+            command = [sys.executable, __file__, "--tool", tool, "--data", str(root), "--backbone", args.backbone,
+                       "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+            command += ["--n-layers", str(args.n_layers)] if args.n_layers is not None else []
+            command += ["--smoke"] if args.smoke else []
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                out[tool] = {"error": done.stderr[-2000:]}
+                break
+            runs[tool].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if any("error" in out.get(tool, {}) for tool in SIDES):
+            break
+    for tool, sides in runs.items():
+        if "error" not in out.get(tool, {}):
+            out[tool] = summarize(sides)
     if "tokens_per_second" in out.get("prm_lib", {}) and "tokens_per_second" in out.get("trl", {}):
         out["speed_ratio_prm_lib_over_trl"] = round(out["prm_lib"]["tokens_per_second"] / out["trl"]["tokens_per_second"], 2)
+        # each round's own ratio: the two runs of a round were next to each other in time
+        out["speed_ratio_by_round"] = [round(a["tokens_per_second"] / b["tokens_per_second"], 2)
+                                       for a, b in zip(runs["prm_lib"], runs["trl"])]
         out["auroc_gap_prm_lib_minus_trl"] = round(out["prm_lib"]["test_step_auroc"] - out["trl"]["test_step_auroc"], 4)
         out["auroc_gap_95ci"] = auroc_gap_interval(root)
     print(json.dumps(out))

@@ -183,8 +183,12 @@ def _drop_quantization_config(folder: Path) -> None:
         return
     del config["quantization_config"]
     tmp = path.with_name(f".config.json.{os.getpid()}")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+    except OSError as err:  # a read-only cache still loads; only transformers' Trainer refuses it
+        warnings.warn(f"could not remove the GGUF quantization_config from {path} ({err}); transformers' "
+                      "Trainer will refuse to fine-tune this backbone", stacklevel=2)
 
 
 def _random_qwen2(name: str, dtype: torch.dtype, device: torch.device) -> tuple[nn.Module, Any]:
