@@ -33,32 +33,40 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -c "import prm_lib, torch, transformers, nbval, jupyter_book; print('environment ready: torch', torch.__version__, '| transformers', transformers.__version__)"
 	touch $@
 
+# Unit tests and chapters run two at a time (pytest-xdist), each process on one thread: much of the work is
+# Python, subprocesses and kernel start-up, during which one process leaves the second core idle (README: the
+# measured times). A chapter's cells all run in one kernel, in order (--dist loadscope); the thread count moves
+# no output that nbval compares.
+PARALLEL := -n 2
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 unit: setup
-	$(BIN)/python -m pytest tests -q --ignore=tests/browser
+	$(ONE_THREAD) $(BIN)/python -m pytest tests -q --ignore=tests/browser $(PARALLEL) --dist loadfile
 
 # A cell that trains on an empty model cache (chapter 4's five loss variants, chapter 5's PRM) may outlast
-# nbval's default of 2000 s per cell on a slow or shared CPU, hence the longer limit.
+# nbval's default of 2000 s per cell on a slow or shared CPU, hence the longer limit. `make test` trains the
+# models first (`models`); run alone on an empty cache, two chapters that need one model train it once
+# (the zoo's lock), the other waits.
 nbval: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 -p no:cacheprovider book -q
+	$(ONE_THREAD) $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 -p no:cacheprovider \
+	  book -q $(PARALLEL) --dist loadscope
 
 # The course's models (chapter 5's PRM, chapter 7's ORM, chapter 4's five loss variants), trained once into the
 # cache, a line per model; later runs load them.
 models: setup
-	$(BIN)/python -c '$(TRAIN_COURSE_MODELS)'
+	$(BIN)/python -m prm_lib.course.models
 
 # For authors, before recording chapters: nbval against the course's models retrained two other ways,
 # with another training seed and with one CPU thread (each trains once, then is cached apart from
 # the default models). Not part of `make test`: it trains fourteen models (the PRM, the ORM and chapter 4's five loss variants, twice;
 # the one-thread set runs slower).
 ONE_THREAD_CACHE ?= $(HOME)/.cache/prm_lib-one-thread
-TRAIN_COURSE_MODELS := from prm_lib.zoo import course_preset, load_or_train; from prm_lib.course import ablation; \
-  [load_or_train(*course_preset(o)) for o in ("prm", "orm")]; [load_or_train(*ablation.variant_config(v)) for v in ablation.LOSS_VARIANTS]
 robustness: setup
 	@echo "== nbval against models trained with PRM_LIB_TRAIN_SEED=1"
-	PRM_LIB_TRAIN_SEED=1 $(BIN)/python -c '$(TRAIN_COURSE_MODELS)'
+	PRM_LIB_TRAIN_SEED=1 $(BIN)/python -m prm_lib.course.models
 	PRM_LIB_TRAIN_SEED=1 $(MAKE) --no-print-directory nbval
 	@echo "== nbval against models trained on one thread (cache: $(ONE_THREAD_CACHE))"
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(BIN)/python -c '$(TRAIN_COURSE_MODELS)'
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(BIN)/python -m prm_lib.course.models
 	PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(MAKE) --no-print-directory nbval
 
 # Renders the stored (nbval-checked) outputs; fails on any Sphinx warning.

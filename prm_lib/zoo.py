@@ -10,6 +10,7 @@ never loaded by mistake.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import __version__
 from .backbones import DEFAULT_BACKBONE, cache_dir
@@ -157,19 +158,44 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def estimate(config: TrainConfig) -> str:
-    """How long training ``config`` should take here, from the models of the same backbone and depth already in
-    the cache (their metrics.json: tokens per step and per second, and setup time), or why there is no estimate."""
-    same = []
+# How long each of the course's models took to train on the machine that recorded the book (tools/reference_times.py
+# writes it from that machine's model cache), so a first run on an empty cache gets an estimate too.
+REFERENCE_TIMES = Path(__file__).with_name("reference_times.json")
+
+
+def _cached_metrics() -> dict[str, dict[str, Any]]:
+    """metrics.json of every model in the cache, by its folder name."""
+    found = {}
     for metrics_file in (cache_dir() / "zoo").glob("*/metrics.json"):
         try:
             m = json.loads(metrics_file.read_text())
-            c = m["config"]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError):
             continue
-        if (c.get("backbone"), c.get("n_layers"), c.get("surprise")) == (config.backbone, config.n_layers, config.surprise) \
-                and m.get("tokens_per_second") and m.get("history"):
-            same.append(m)
+        if isinstance(m.get("config"), dict) and m.get("tokens_per_second") and m.get("history"):
+            found[metrics_file.parent.name] = m
+    return found
+
+
+def estimate(config: TrainConfig, folder: str | None = None) -> str:
+    """How long training ``config`` (kept in the zoo folder named ``folder``) should take here, or why there is no
+    estimate. A course model has a time measured on the CPU that recorded the book, scaled by this machine's speed
+    on the models both have trained; any other model is estimated from the models of its backbone and depth
+    already in the cache (tokens per step and per second, and setup time)."""
+    cached = _cached_metrics()
+    reference = {}
+    if REFERENCE_TIMES.exists():
+        reference = json.loads(REFERENCE_TIMES.read_text())
+    measured = reference.get("models", {}).get(folder) if folder else None
+    if measured:
+        both = [k for k in cached if k in reference["models"]]
+        if not both:
+            return f"about {measured['minutes']:.0f} min, as on {reference['machine']}"
+        ratio = sum(reference["models"][k]["tokens_per_second"] / cached[k]["tokens_per_second"] for k in both) / len(both)
+        return (f"about {measured['minutes'] * ratio:.0f} min here ({measured['minutes']:.1f} min on {reference['machine']}, "
+                f"scaled by this machine's speed on the {len(both)} course model(s) already trained)")
+    same = [m for m in cached.values()
+            if (m["config"].get("backbone"), m["config"].get("n_layers"), m["config"].get("surprise"))
+            == (config.backbone, config.n_layers, config.surprise)]
     if not same:
         return "no estimate yet: no model of this backbone and depth is in the cache (the progress bar shows the rate)"
     rate = sum(m["tokens_per_second"] for m in same) / len(same)
@@ -179,6 +205,53 @@ def estimate(config: TrainConfig) -> str:
     setup = max(m.get("setup_seconds", 0.0) for m in same)
     return (f"about {(seconds + setup) / 60:.0f} min here, judging by the {len(same)} model(s) of this backbone and "
             f"depth in the cache ({rate:.0f} tokens/s)")
+
+
+@contextlib.contextmanager
+def _training_lock(path: Path, name: str, progress: bool) -> Iterator[None]:
+    """Held while a process trains the model at ``path``: another process that needs it (two chapters run side by
+    side, ``make nbval``) waits and loads it rather than training it a second time. No lock where the platform
+    has no ``fcntl`` (Windows): there two processes may both train, and the first model saved is kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    locks = cache_dir() / "locks"  # beside the zoo, which holds only models
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"zoo-{path.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                _say(f"prm_lib.zoo: waiting for {name!r}: another process is training it into the model cache")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_into(path: Path, name: str, config: TrainConfig, progress: bool, device: str | None) -> None:
+    """Train ``config`` in a temporary folder beside ``path`` and move the finished model to ``path``."""
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{name}-training-"))
+    start = time.perf_counter()
+    if progress:
+        _say(f"prm_lib.zoo: training {name!r}: it is not in the model cache yet ({path.parent}); "
+             f"{estimate(config, path.name)}")
+    try:
+        train(config, out_dir=tmp, progress=progress, device=device)
+        if progress:
+            _say(f"prm_lib.zoo: trained {name!r} in {(time.perf_counter() - start) / 60:.1f} min; later runs load it")
+        shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)  # the final model is what the zoo keeps
+        try:
+            tmp.rename(path)
+        except OSError:  # trained concurrently where there is no lock: keep theirs
+            if not (path / "metrics.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_or_train(
@@ -195,24 +268,9 @@ def load_or_train(
     config = effective_config(config or preset(name))
     path = zoo_path(name, config)
     if not (path / "metrics.json").exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{name}-training-"))
-        start = time.perf_counter()
-        if progress:
-            _say(f"prm_lib.zoo: training {name!r}: it is not in the model cache yet ({path.parent}); "
-                 f"{estimate(config)}")
-        try:
-            train(config, out_dir=tmp, progress=progress, device=device)
-            if progress:
-                _say(f"prm_lib.zoo: trained {name!r} in {(time.perf_counter() - start) / 60:.1f} min; later runs load it")
-            shutil.rmtree(tmp / CHECKPOINTS, ignore_errors=True)  # the final model is what the zoo keeps
-            try:
-                tmp.rename(path)
-            except OSError:  # trained concurrently elsewhere: keep theirs
-                if not (path / "metrics.json").exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with _training_lock(path, name, progress):
+            if not (path / "metrics.json").exists():  # not trained by the process this one waited for
+                _train_into(path, name, config, progress, device)
     metrics = json.loads((path / "metrics.json").read_text())
     model = ProcessRewardModel.load(path, device=device)
     # the config says what was trained: models cached before the saved config recorded it load as PRMs

@@ -1,6 +1,7 @@
 """Shared fixtures: the two real tokenizers and small models, loaded once per session."""
 
 import os
+import socket
 
 import pytest
 
@@ -11,6 +12,19 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 def _default_training_seed(monkeypatch):
     """The unit tests check the library's defaults; an author's PRM_LIB_TRAIN_SEED (make robustness) is not theirs."""
     monkeypatch.delenv("PRM_LIB_TRAIN_SEED", raising=False)
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function that returns a TCP port nothing listens on now. Tests that launch torchrun or accelerate run
+    side by side under ``pytest -n``, so no launch may use a fixed port."""
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return pick
 
 
 @pytest.fixture(scope="session")

@@ -62,13 +62,13 @@ if trainer.accelerator.is_main_process:
 """
 
 
-def grads_of(mode: str, tmp_path: Path) -> dict:
+def grads_of(mode: str, tmp_path: Path, port: int) -> dict:
     script = tmp_path / "grads.py"
     script.write_text(GRADS)
     out = tmp_path / f"{mode}.json"
     args = [json.dumps(OPTIONS), str(N), mode, str(out)]
     if mode == "processes":
-        command = [TORCHRUN, "--nproc_per_node", "2", "--master_port", "29541", str(script), *args]
+        command = [TORCHRUN, "--nproc_per_node", "2", "--master_port", str(port), str(script), *args]
     else:
         command = [sys.executable, str(script), *args]
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -77,10 +77,10 @@ def grads_of(mode: str, tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gradients(tmp_path_factory) -> dict:
+def gradients(tmp_path_factory, free_port) -> dict:
     tmp = tmp_path_factory.mktemp("grads")
     modes = ["one", "accumulate"] + (["processes"] if TORCHRUN else [])
-    return {mode: grads_of(mode, tmp) for mode in modes}
+    return {mode: grads_of(mode, tmp, free_port()) for mode in modes}
 
 
 def largest_difference(a: dict, b: dict) -> tuple[float, float]:

@@ -114,16 +114,16 @@ def test_one_process_trains_bit_for_bit_as_plain_pytorch():
 
 
 @pytest.mark.skipif(ACCELERATE is None, reason="accelerate's launcher is not installed")
-def test_two_processes_under_accelerate_match_one_process(one_process, tmp_path):
-    multi = run([ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29533",
+def test_two_processes_under_accelerate_match_one_process(one_process, tmp_path, free_port):
+    multi = run([ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
                  "-m", "prm_lib", *ARGS, "--out", str(tmp_path / "ddp")])
     assert len([line for line in multi.stdout.splitlines() if line.startswith("{")]) == 1  # rank 0 alone reports
     assert_same_training(one_process, tmp_path / "ddp", "MULTI_CPU")
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
-def test_two_processes_under_torchrun_match_one_process(one_process, tmp_path):
-    run([TORCHRUN, "--nproc_per_node", "2", "--master_port", "29534", "-m", "prm_lib", *ARGS, "--out", str(tmp_path / "tr")])
+def test_two_processes_under_torchrun_match_one_process(one_process, tmp_path, free_port):
+    run([TORCHRUN, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "prm_lib", *ARGS, "--out", str(tmp_path / "tr")])
     assert_same_training(one_process, tmp_path / "tr", "MULTI_CPU")
 
 
@@ -144,10 +144,10 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.skipif(ACCELERATE is None, reason="accelerate's launcher is not installed")
-def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_from_its_shards(one_process, tmp_path):
+def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_from_its_shards(one_process, tmp_path, free_port):
     env = {**ENV, "PRM_LIB_FSDP_ON_CPU": "1"}
     launch = [ACCELERATE, "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
-              "--mixed_precision", "no", "--main_process_port", "29535"]
+              "--mixed_precision", "no", "--main_process_port", str(free_port())]
     out = tmp_path / "fsdp"
     crash = tmp_path / "crash_after_step_4.py"
     crash.write_text(CRASH_AFTER_STEP_4)
@@ -162,9 +162,9 @@ def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_from_its_shar
     assert_same_training(one_process, out, "FSDP")
 
 
-def test_fsdp_on_cpu_needs_an_fsdp_launch(tmp_path):
+def test_fsdp_on_cpu_needs_an_fsdp_launch(tmp_path, free_port):
     env = {**ENV, "PRM_LIB_FSDP_ON_CPU": "1"}
-    done = subprocess.run([TORCHRUN or "torchrun", "--nproc_per_node", "2", "--master_port", "29536", "-m", "prm_lib",
+    done = subprocess.run([TORCHRUN or "torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "prm_lib",
                            *ARGS, "--out", str(tmp_path / "x")], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "needs an FSDP launch" in done.stderr
 

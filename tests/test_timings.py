@@ -1,7 +1,9 @@
 """One source for every chapter's timing: book/_timings.md is what tools/timings.py computes from
 the notebooks' stored execution times, and a chapter opener that gives a study time gives the tool's."""
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,6 +54,8 @@ def test_a_chapter_without_recorded_times_is_refused(tmp_path):
 
 def test_check_fails_on_a_stale_table(tmp_path, capsys):
     (tmp_path / "book").mkdir()
+    (tmp_path / "prm_lib").mkdir()
+    (tmp_path / "prm_lib" / "reference_times.json").write_bytes((ROOT / "prm_lib" / "reference_times.json").read_bytes())
     for ch in CHAPTERS:
         (tmp_path / "book" / ch.notebook).write_bytes((ROOT / "book" / ch.notebook).read_bytes())
     assert timings_main(["--root", str(tmp_path), "--check"]) == 1
@@ -59,3 +63,10 @@ def test_check_fails_on_a_stale_table(tmp_path, capsys):
     assert timings_main(["--root", str(tmp_path), "--check"]) == 0
     (tmp_path / TABLE).write_text((tmp_path / TABLE).read_text().replace("| 1. ORM vs PRM | ", "| 1. ORM vs PRM | 9"))
     assert timings_main(["--root", str(tmp_path), "--check"]) == 1
+
+
+def test_the_reference_training_times_are_those_of_the_course_models():
+    # prm_lib.zoo quotes them on an empty cache; a preset changed without re-measuring fails here
+    done = subprocess.run([sys.executable, "tools/reference_times.py", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items() if k != "PRM_LIB_TRAIN_SEED"})
+    assert done.returncode == 0, done.stderr

@@ -3,7 +3,10 @@
 import dataclasses
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -398,3 +401,36 @@ def test_test_set_is_the_chapters_held_out_split():
     assert 15 <= sum(not s.is_correct for s in test) <= 35
     with pytest.raises(ValueError, match="split must be one of"):
         test_set(config, split="train")
+
+
+def test_two_processes_that_need_one_model_train_it_once(tmp_path):
+    # two chapters run side by side (make nbval) on an empty cache: the second waits for the first's model
+    code = "from prm_lib.zoo import load_or_train; load_or_train('tiny')"
+    env = {**os.environ, "PRM_LIB_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    logs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    trained = [log.count("prm_lib.zoo: trained 'tiny'") for log in logs]
+    assert sorted(trained) == [0, 1], logs
+    assert len(list((tmp_path / "zoo").iterdir())) == 1
+
+
+def test_a_course_model_on_an_empty_cache_gets_its_measured_time_scaled_by_this_machine(tmp_path, monkeypatch):
+    from prm_lib.course.models import course_models
+    from prm_lib.zoo import REFERENCE_TIMES, estimate
+
+    monkeypatch.setenv("PRM_LIB_CACHE", str(tmp_path))
+    reference = json.loads(REFERENCE_TIMES.read_text())
+    (name, config), (other, other_config) = course_models()[:2]
+    folder = zoo_path(name, config).name
+    minutes = reference["models"][folder]["minutes"]
+    assert estimate(config, folder) == f"about {minutes:.0f} min, as on {reference['machine']}"
+    # this machine trained another course model at half the recording machine's speed: twice the time
+    done = zoo_path(other, other_config)
+    done.mkdir(parents=True)
+    rate = reference["models"][done.name]["tokens_per_second"] / 2
+    (done / "metrics.json").write_text(json.dumps({"config": {}, "tokens_per_second": rate, "history": [{}]}))
+    assert estimate(config, folder).startswith(f"about {2 * minutes:.0f} min here ({minutes:.1f} min on ")
+    # a model the course does not train: no measured time, and nothing of its backbone cached
+    assert estimate(TINY, zoo_path("tiny", TINY).name).startswith("no estimate yet")

@@ -19,6 +19,7 @@ Needs ``nbformat`` (it comes with jupyter-book).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ class Chapter(NamedTuple):
     notebook: str  # the file under book/
     title: str  # as the table shows it
     study: str  # estimated study time; the chapter's opener quotes it as "**Study time:** <study>"
-    first_run: str  # what a first run adds (models trained once and cached), "" if nothing
+    first_run: str  # what a first run adds (models trained once and cached), "" if nothing; {fields} of first_run_times
 
 
 CHAPTERS = [
@@ -44,13 +45,13 @@ CHAPTERS = [
             "about 40 s to unpack SmolLM2, if chapter 1 has not"),
     Chapter("03_training_data.ipynb", "3. Training data", "about 1 h 15 min", ""),
     Chapter("04_loss.ipynb", "4. The loss", "about 1 h 30 min",
-            "the five loss-variant models, trained once: 138 to 147 s each on an otherwise idle 2-core CPU"),
+            "the five loss-variant models, trained once: {loss} each on an otherwise idle 2-core CPU"),
     Chapter("05_training.ipynb", "5. Training", "about 2 h",
-            "the PRM, trained once: about 13 min (about 7 of them for the frozen model's surprise, "
+            "the PRM, trained once: about {prm} (about {prm_surprise} of them for the frozen model's surprise, "
             "kept on disk)"),
     Chapter("06_aggregation.ipynb", "6. Aggregation", "about 1 h", "the PRM, if chapter 5 has not trained it"),
     Chapter("07_verification.ipynb", "7. Verification", "about 2 h",
-            "the ORM, trained once: about 5 min (it reuses the PRM's surprise); the PRM, if chapter 5 "
+            "the ORM, trained once: about {orm} (it reuses the PRM's surprise); the PRM, if chapter 5 "
             "has not trained it"),
     Chapter("08_search.ipynb", "8. Search", "about 1 h 30 min", "the PRM, if chapter 5 has not trained it"),
     Chapter("a1_performance.ipynb", "A. Performance", "about 30 min", ""),
@@ -95,12 +96,26 @@ def format_seconds(seconds: float) -> str:
     return f"{s // 60} min {s % 60:02d} s"
 
 
+def first_run_times(root: str | Path = ROOT) -> dict[str, str]:
+    """The training times the first-run column quotes, from ``prm_lib/reference_times.json`` under ``root``
+    (the course's models as the machine that recorded the book trained them; tools/reference_times.py)."""
+    from prm_lib.course.models import course_models
+    from prm_lib.zoo import zoo_path
+
+    measured = json.loads((Path(root) / "prm_lib" / "reference_times.json").read_text())["models"]
+    prm, orm, *loss = (measured[zoo_path(name, config).name] for name, config in course_models())
+    low, high = min(m["minutes"] for m in loss), max(m["minutes"] for m in loss)
+    return {"prm": f"{prm['minutes']:.0f} min", "prm_surprise": f"{prm['setup_minutes']:.0f}",
+            "orm": f"{orm['minutes']:.0f} min", "loss": f"{low:.1f} to {high:.1f} min"}
+
+
 def table(root: str | Path = ROOT) -> str:
     """The text of book/_timings.md, computed from the notebooks under ``root``."""
+    first_run = first_run_times(root)
     rows = ["| chapter | compute, models cached | a first run adds | study |", "| --- | --- | --- | --- |"]
     for ch in CHAPTERS:
         seconds = compute_seconds(Path(root) / "book" / ch.notebook)
-        rows.append(f"| {ch.title} | {format_seconds(seconds)} | {ch.first_run} | {ch.study} |")
+        rows.append(f"| {ch.title} | {format_seconds(seconds)} | {ch.first_run.format(**first_run)} | {ch.study} |")
     return INTRO + "\n" + "\n".join(rows) + "\n"
 
 

@@ -4,7 +4,8 @@
 * ``joined_text``: the naive tutorial's method (steps joined into one text and searched for ``"\\n"``),
   kept to measure where it fails (chapters 2 and 5);
 * ``ablation``: the loss variants of chapter 4, each trained once and measured on held-out solutions;
-* ``probe``: a linear probe on a frozen backbone's hidden states, the baseline chapter 5 compares training with.
+* ``probe``: a linear probe on a frozen backbone's hidden states, the baseline chapter 5 compares training with;
+* ``models``: the course's seven trained models, which ``make models`` trains before anything needs them.
 
 A practitioner needs none of them; ``prm_lib`` itself never imports them.
 """
