@@ -66,7 +66,7 @@ robustness: setup
 	PRM_LIB_TRAIN_SEED=1 $(BIN)/python -m prm_lib.course.models
 	PRM_LIB_TRAIN_SEED=1 $(MAKE) --no-print-directory nbval
 	@echo "== nbval against models trained on one thread (cache: $(ONE_THREAD_CACHE))"
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(BIN)/python -m prm_lib.course.models
+	$(ONE_THREAD) PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(BIN)/python -m prm_lib.course.models
 	PRM_LIB_CACHE=$(ONE_THREAD_CACHE) $(MAKE) --no-print-directory nbval
 
 # Renders the stored (nbval-checked) outputs; fails on any Sphinx warning.
