@@ -91,7 +91,8 @@ def ensure_pad_token(tokenizer: Any) -> Any:
 
 
 def keep_first_layers(model: nn.Module, n_layers: int) -> nn.Module:
-    """Cut a causal LM to its first ``n_layers`` transformer blocks, in place.
+    """Cut a causal LM to its first ``n_layers`` transformer blocks, in place (the count before the cut is kept
+    as ``model.prm_lib_layers_before_cut``).
 
     Fine-tuning 8 of SmolLM2's 30 layers keeps CPU training short and still
     learns the course's step errors (chapter 5 measures how well; benchmarks/ and appendix A time it).
@@ -102,6 +103,7 @@ def keep_first_layers(model: nn.Module, n_layers: int) -> nn.Module:
         raise ValueError(f"n_layers needs a Llama/Qwen-style model with .layers; {type(body).__name__} has none")
     if not 1 <= n_layers <= len(layers):
         raise ValueError(f"n_layers={n_layers}, but the model has {len(layers)} layers")
+    model.prm_lib_layers_before_cut = body.prm_lib_layers_before_cut = len(layers)  # train() says it: never silent
     body.layers = nn.ModuleList(list(layers)[:n_layers])
     model.config.num_hidden_layers = n_layers
     if getattr(model.config, "layer_types", None):

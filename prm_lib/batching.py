@@ -19,12 +19,15 @@ Chapter 2 of the course. Two facts drive the design:
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
-from .steps import EncodedSolution
+from .steps import EncodedSolution, TooLongError
+
+TOO_LONG = ("skip", "error")  # what scoring many solutions does with one of which no step fits max_length
 
 
 @dataclass
@@ -224,9 +227,73 @@ def score_in_batches(encoded: Sequence[EncodedSolution], policy: BatchPolicy,
     return probs, mask
 
 
+def encode_fitting(encode: Callable[[Sequence[Any]], list[EncodedSolution]], items: Sequence[Any],
+                   too_long: str = "skip") -> tuple[list[EncodedSolution], list[int]]:
+    """``encode(items)``, leaving out each item of which no step fits max_length (``TooLongError``): the
+    encoded solutions that fit, in order, and the indices of those left out.
+
+    One batched call when every item fits; only when one does not is each item encoded alone, to find which.
+    ``too_long="error"`` raises instead (the error names the item). Any other error is raised either way."""
+    if too_long not in TOO_LONG:
+        raise ValueError(f"too_long must be one of {', '.join(TOO_LONG)}, not {too_long!r}")
+    try:
+        return (encode(items) if items else []), []
+    except TooLongError:
+        if too_long == "error":
+            raise
+    kept: list[EncodedSolution] = []
+    left_out: list[int] = []
+    for i, item in enumerate(items):
+        try:
+            kept.extend(encode([item]))
+        except TooLongError:
+            left_out.append(i)
+    return kept, left_out
+
+
+def with_unscored_rows(probs: torch.Tensor, mask: torch.Tensor, n_steps: Sequence[int],
+                       left_out: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs, mask) of every item from those of the scored ones: a left-out item's row is NaN on each of its
+    steps, inside the mask, as a step cut by max_length is (so aggregation and selection see it as unscored)."""
+    if not left_out:
+        return probs, mask
+    gone = set(left_out)
+    kept = [i for i in range(len(n_steps)) if i not in gone]
+    width = max([int(probs.shape[1]) if probs.dim() == 2 else 0, *n_steps])
+    full = torch.full((len(n_steps), width), float("nan"), dtype=torch.float64)
+    full_mask = torch.arange(width) < torch.tensor(list(n_steps), dtype=torch.long).unsqueeze(1)
+    if kept:
+        full[kept, : probs.shape[1]] = probs.double()
+    return full, full_mask
+
+
 class ScoresAsLists:
-    """The list forms of a scorer's padded scores, for a class with ``score_encoded_padded`` and
-    ``score_padded`` (``ProcessRewardModel``, the adapters of ``prm_lib.scorers``)."""
+    """The list forms of a scorer's padded scores, and ``score_padded`` from its ``encode`` and
+    ``score_encoded_padded``, for ``ProcessRewardModel`` and the adapters of ``prm_lib.scorers``."""
+
+    def check_items(self, items: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Raise, naming the item, if one cannot be scored at all (an adapter's own refusals); nothing here."""
+
+    def score_padded(self, items: Sequence[tuple[str, Sequence[str]]], policy: BatchPolicy | None = None,
+                     padding_side: str = "right", progress: bool = False, too_long: str = "skip") -> Any:
+        """P(step correct) for each step of each ``(problem, steps)`` as one (B, S) tensor and its mask
+        (``prm_lib.aggregate.StepScores``).
+
+        Batches are planned by length. A solution longer than ``max_length`` is cut by whole steps from the
+        end, with a warning; its cut steps score NaN. One of which not even the first step fits is left out
+        with a warning that names its index, every step NaN, and the rest scored (``too_long="error"``: raise).
+        """
+        from .aggregate import StepScores
+
+        self.check_items(items)
+        encoded, left_out = encode_fitting(self.encode, items, too_long)  # type: ignore[attr-defined]
+        scores = self.score_encoded_padded(encoded, policy, padding_side, progress)  # type: ignore[attr-defined]
+        if not left_out:
+            return scores
+        warnings.warn(f"{len(left_out)} of {len(items)} solutions not scored: not even the problem and first step "
+                      f"fit max_length={getattr(self, 'max_length', None)} (item(s) {left_out[:10]}"
+                      f"{', ...' if len(left_out) > 10 else ''}); their steps score NaN", stacklevel=2)
+        return StepScores(*with_unscored_rows(scores.probs, scores.mask, [len(s) for _, s in items], left_out))
 
     def score_encoded(self, encoded: Sequence[EncodedSolution], policy: BatchPolicy | None = None,
                       padding_side: str = "right", progress: bool = False) -> list[list[float]]:
@@ -234,10 +301,11 @@ class ScoresAsLists:
         return self.score_encoded_padded(encoded, policy, padding_side, progress).rows()  # type: ignore[attr-defined]
 
     def score_batch(self, items: Sequence[tuple[str, Sequence[str]]], policy: BatchPolicy | None = None,
-                    padding_side: str = "right", progress: bool = False) -> list[list[float]]:
-        """``score_padded`` as one list per item, ``len == len(steps)``; NaN for steps cut by max_length."""
-        return self.score_padded(items, policy, padding_side, progress).rows()  # type: ignore[attr-defined]
+                    padding_side: str = "right", progress: bool = False, too_long: str = "skip") -> list[list[float]]:
+        """``score_padded`` as one list per item, ``len == len(steps)``; NaN for steps not scored (cut by
+        max_length, or the whole item when not even its first step fits)."""
+        return self.score_padded(items, policy, padding_side, progress, too_long).rows()
 
     def score(self, problem: str, steps: Sequence[str]) -> list[float]:
-        """P(step correct) for every step of one solution."""
-        return self.score_batch([(problem, steps)])[0]
+        """P(step correct) for every step of one solution (an error if none of it fits max_length)."""
+        return self.score_batch([(problem, steps)], too_long="error")[0]

@@ -56,20 +56,28 @@ def _none_or(kind):
 
 
 def _unescape(text: str) -> str:
-    r"""``\n\n`` on a command line -> two newlines (for the step separator)."""
-    return text.encode("utf-8").decode("unicode_escape")
+    r"""``\n\n`` on a command line -> two newlines (for the step separator); any other text, non-ASCII included
+    (Math-Shepherd's ' ки'), is kept as typed (``_escapes``)."""
+    return _escapes(text)
 
 
 _unescape.__name__ = "str"
 
 
-def _add_setting(group: argparse._ArgumentGroup, flag: str, dest: str, annotation: str, shown: Any) -> None:
+def _typed(value: Any) -> str:
+    """A setting's value as typed on the command line (a separator with its escapes)."""
+    return _escaped(value) if isinstance(value, str) else str(value)
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def _add_setting(group: argparse._ArgumentGroup, flag: str, dest: str, annotation: str, default: str) -> None:
     if dest == "separator":  # typed with backslash escapes, and shown so
         group.add_argument(flag, dest=dest, type=_unescape, default=argparse.SUPPRESS, metavar="STR",
-                           help=f"(str, backslash escapes read: '\\n\\n' is two newlines; default: the preset's "
-                                f"value; cpu's is {shown.encode('unicode_escape').decode()})")
+                           help=f"(str, backslash escapes read: '\\n\\n' is two newlines; {default})")
         return
-    default = f"default: the preset's value; cpu's is {shown}"
     if annotation == "bool":
         group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=f"({default})")
@@ -88,7 +96,7 @@ def _add_setting(group: argparse._ArgumentGroup, flag: str, dest: str, annotatio
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .data import FORMATS
+    from .data import FORMATS, NEUTRAL_CHOICES
     from .training_data import SyntheticData
     from .zoo import PRESETS, preset
 
@@ -98,13 +106,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train a PRM (or ORM) on a data file or a preset's synthetic data",
         description="Train a PRM on your data:\n\n"
                     "  python -m prm_lib train --train-file F --format FMT [--val-file F2] --backbone NAME_OR_PATH --out DIR\n\n"
-                    "or on a preset's synthetic data (--preset). Settings not given come from --preset (default: cpu), "
-                    "whose synthetic-data settings a --train-file replaces. Without --val-file, a seeded "
-                    f"5% of the training file is held out for validation.\n\npresets:\n{presets}",
+                    "With --train-file and no --preset, settings not given are the defaults for your own backbone: "
+                    "the whole backbone (--n-layers cuts it only when asked), embeddings trained, lr 2e-5 for a "
+                    "full fine-tune, solutions bounded at --max-length 2048 tokens (what it cuts is counted). "
+                    "Without --train-file the run trains on a preset's synthetic data (--preset, default cpu: the "
+                    "course's). The run prints every setting first, marking those you gave. Without --val-file, "
+                    "a seeded 5% of the training file's problems (with all their solutions) is held out for "
+                    "validation. --batch-size is global: under a launcher each process takes 1/n of it "
+                    f"(TRL's per_device_train_batch_size times n).\n\npresets:\n{presets}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS), metavar="{" + ",".join(PRESETS) + "}",
-                   help="preset to start from (default: cpu)")
+    p.add_argument("--preset", default=None, choices=list(PRESETS), metavar="{" + ",".join(PRESETS) + "}",
+                   help="preset to start from (default: none with --train-file, else cpu)")
     p.add_argument("--out", required=True, help="output folder: final model, metrics.json, checkpoints/ for resuming")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -112,19 +125,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     files.add_argument("--train-file", default=None, help="step-labelled solutions, one JSON record per line")
     files.add_argument("--format", default=None, choices=FORMATS, help="the files' format (needed with --train-file)")
     files.add_argument("--val-file", default=None, help="validation records in the same format (default: hold out "
-                                                        "--val-fraction of --train-file)")
-    files.add_argument("--val-fraction", type=float, default=0.05, help="share of --train-file held out without "
-                                                                        "--val-file (default: 0.05)")
-    group = p.add_argument_group("settings (override the preset's value)")
-    cpu = preset("cpu")
+                                                        "--val-fraction of --train-file's problems)")
+    files.add_argument("--val-fraction", type=float, default=None, help="share of --train-file's problems held out "
+                                                                        "without --val-file (default: 0.05)")
+    files.add_argument("--neutral", choices=list(NEUTRAL_CHOICES), default=None,
+                       help="prm800k: what a neutral (0) rating becomes (default: positive)")
+    files.add_argument("--alternatives", action="store_true",
+                       help="prm800k: each step's rated completions that were not chosen become samples of their own "
+                            "(the chosen steps before it, then that completion), as TRL's PRM800K converter did")
+    group = p.add_argument_group("settings (override the defaults, or the preset's values)")
+    cpu, own = preset("cpu"), TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         if f.name != "data":
-            _add_setting(group, "--" + f.name.replace("_", "-"), f.name, f.type, getattr(cpu, f.name))
+            mine, course = getattr(own, f.name), getattr(cpu, f.name)
+            text = (f"default: {_typed(mine)}" if mine == course else
+                    f"default: {_typed(mine)} with --train-file, else the preset's (cpu: {_typed(course)})")
+            _add_setting(group, "--" + f.name.replace("_", "-"), f.name, f.type, text)
     synthetic = p.add_argument_group("synthetic data (instead of --train-file; override the preset's)")
     by_field = {f.name: f for f in dataclasses.fields(SyntheticData)}
     for flag_name, field_name in SYNTHETIC_FIELDS.items():
         _add_setting(synthetic, "--" + flag_name.replace("_", "-"), flag_name, by_field[field_name].type,
-                     getattr(cpu.data, field_name))
+                     f"default: the preset's value; cpu's is {_typed(getattr(cpu.data, field_name))}")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -132,26 +153,64 @@ def _run_train(args: argparse.Namespace) -> int:
     from .training_data import FileData
     from .zoo import preset
 
-    config = preset(args.preset)
     settings = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "data"] + list(SYNTHETIC_FIELDS)
     overrides = {name: getattr(args, name) for name in settings if hasattr(args, name)}
-    if args.train_file is None and (args.format or args.val_file):
-        raise ValueError("--format and --val-file go with --train-file")
-    if args.train_file is not None:
+    file_options = [flag for flag, given in (("--format", args.format), ("--val-file", args.val_file),
+                                             ("--val-fraction", args.val_fraction is not None),
+                                             ("--neutral", args.neutral), ("--alternatives", args.alternatives)) if given]
+    if args.train_file is None and file_options:
+        raise ValueError(f"{', '.join(file_options)} go(es) with --train-file")
+    if args.train_file is None:
+        name = args.preset or "cpu"
+        config, origin = preset(name), f"preset {name}" + ("" if args.preset else " (the default without --train-file)")
+    else:
         given = sorted(name for name in overrides if name in SYNTHETIC_FIELDS)
         if given:
             raise ValueError(f"--{', --'.join(n.replace('_', '-') for n in given)} set(s) the synthetic generator, "
                              "which a --train-file replaces")
         if args.format is None:
-            raise ValueError("--train-file needs --format (one of: trl, prm800k, math-shepherd, processbench)")
+            raise ValueError("--train-file needs --format (one of: " + ", ".join(_formats()) + ")")
+        if args.preset:
+            config, origin = preset(args.preset), f"preset {args.preset}"
+        else:
+            config, origin = TrainConfig(), "the defaults for your own backbone"
+        options = {"neutral": args.neutral} if args.neutral else {}
+        if args.alternatives:
+            options["alternatives"] = True
         overrides["data"] = FileData(args.train_file, args.format, val_file=args.val_file,
-                                     val_fraction=args.val_fraction, seed=config.seed)
+                                     val_fraction=0.05 if args.val_fraction is None else args.val_fraction,
+                                     seed=config.seed, **options)
     config = config.replace(**overrides)
-    result = train(config, out_dir=args.out, progress=not args.no_progress, device=args.device)
+    if os.environ.get("RANK", "0") == "0":  # under a launcher, rank 0 says it once
+        print(settings_text(config, set(overrides), origin), file=sys.stderr, flush=True)
+    result = train(config, out_dir=args.out, progress=not args.no_progress, device=args.device, announce=True)
     if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun, rank 0 reports
         return 0
     print(json.dumps({"out": args.out, "train_seconds": round(result.seconds, 1), **result.final}))
     return 0
+
+
+def _formats() -> tuple[str, ...]:
+    from .data import FORMATS
+
+    return FORMATS
+
+
+def settings_text(config: TrainConfig, given: set[str], origin: str) -> str:
+    """Every setting a run uses, one a line, those given on the command line marked ``*``; the rest are from
+    ``origin`` (a preset, or the defaults for a user's own backbone)."""
+    lines = [f"prm_lib train: settings (* given; the rest from {origin})"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "data":
+            continue
+        value = getattr(config, f.name)
+        note = ""
+        if f.name == "n_layers":
+            note = "  (the whole backbone)" if value is None else f"  (the backbone is cut to its first {value} layers)"
+        lines.append(f"  {'*' if f.name in given else ' '} {f.name:24} {_typed(value)}{note}")
+    data = dataclasses.asdict(config.data)  # not key(): that reads the files, which train() checks first
+    lines.append(f"  {'*' if 'data' in given else ' '} {'data':24} " + ", ".join(f"{k}={_typed(v)}" for k, v in data.items()))
+    return "\n".join(lines)
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
@@ -287,6 +346,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"warning: {result['n_skipped']} of {result['n_records']} records could not be scored "
               f"(listed under 'skipped'); first: {result['skipped'][0]['where']}: {result['skipped'][0]['reason']}",
               file=sys.stderr)
+    if result.get("f1_missing"):
+        print(f"note: {result['f1_missing']}", file=sys.stderr)
     print(json.dumps(result))
     return 0
 

@@ -37,6 +37,18 @@ def auroc(scores: Sequence[float], labels: Sequence[float]) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def auroc_or_missing(scores: Sequence[float], labels: Sequence[float], name: str) -> dict[str, Any]:
+    """``{name: AUROC}``, or, where the labels hold one class only (a validation set with every step correct,
+    or every wrong step cut by max_length), ``{name: None, name + "_missing": why}``: a run that evaluates on
+    such a set records the gap and goes on, instead of stopping before it saves anything."""
+    try:
+        return {name: auroc(scores, labels)}
+    except ValueError as err:
+        if "both classes" not in str(err):
+            raise
+        return {name: None, f"{name}_missing": str(err)}
+
+
 def flatten_steps(probs: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, int]:
     """All scored steps of all solutions as flat arrays, and how many unscored (NaN) steps were left out."""
     if len(probs) != len(targets):
@@ -98,7 +110,7 @@ def step_metrics(
         predicted_first_error(pi, threshold) == true_first_error(ti) for pi, ti in zip(probs, targets)
     ]
     return {
-        "step_auroc": auroc(p, y),
+        **auroc_or_missing(p, y, "step_auroc"),
         "step_accuracy": float(((p >= threshold) == y).mean()),
         "first_error_accuracy": float(np.mean(first_hits)),
         "n_solutions": len(probs),
@@ -158,12 +170,20 @@ def _first_error_table(probs, first_errors, thresholds) -> dict[str, Any]:
         if not -1 <= e < len(p):
             raise ValueError(f"solution {i}: first error {e} is not -1 or a step index below {len(p)}")
     erroneous, correct = truth >= 0, truth < 0
-    if not erroneous.any() or not correct.any():
-        raise ValueError(f"need erroneous and correct solutions; got {int(erroneous.sum())} and {int(correct.sum())}")
+    if truth.size == 0:
+        raise ValueError("no scored solutions")
     pred = predicted_first_errors(probs, thresholds)
+    counts = {"n": int(truth.size), "n_erroneous": int(erroneous.sum()), "n_correct": int(correct.sum())}
+    t = np.asarray(thresholds, dtype=np.float64)
+    if not erroneous.any() or not correct.any():  # one class: its accuracy is measurable, F1 is not
+        hit = (pred == truth[:, None]).mean(axis=0)
+        return {"f1": None, "acc_erroneous": hit if erroneous.any() else None,
+                "acc_correct": hit if correct.any() else None, "threshold": t, **counts,
+                "f1_missing": f"F1 needs erroneous and correct solutions; got {counts['n_erroneous']} erroneous and "
+                              f"{counts['n_correct']} correct, so only the accuracy on the "
+                              f"{'erroneous' if erroneous.any() else 'correct'} ones is measured"}
     f1, acc_err, acc_ok = first_error_f1(pred == truth[:, None], erroneous)
-    return {"f1": f1, "acc_erroneous": acc_err, "acc_correct": acc_ok, "threshold": np.asarray(thresholds, dtype=np.float64),
-            "n": int(truth.size), "n_erroneous": int(erroneous.sum()), "n_correct": int(correct.sum())}
+    return {"f1": f1, "acc_erroneous": acc_err, "acc_correct": acc_ok, "threshold": t, **counts}
 
 
 THRESHOLD_GRID = tuple(round(0.005 * k, 3) for k in range(1, 200))  # 0.005 .. 0.995
@@ -180,6 +200,9 @@ def fit_threshold(
     fitting on the test data itself overstates F1 (ProcessBench fits on a validation set too).
     """
     table = _first_error_table(probs, first_errors, grid)
+    if table["f1"] is None:  # on one class any threshold at an extreme is "best": nothing to fit
+        raise ValueError(f"cannot fit a threshold: {table['f1_missing']}; give a threshold, or fit it on a "
+                         "validation set that has both")
     f1 = table["f1"]
     best = np.flatnonzero(f1 == f1.max())
     j = best[np.argmin(np.abs(np.asarray(grid)[best] - 0.5))]

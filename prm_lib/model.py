@@ -274,9 +274,13 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
         self,
         items: Sequence[tuple[str, Sequence[str]]],
         labels: Sequence[Sequence[float] | None] | None = None,
+        *,
+        skipped: list[int] | None = None,
+        names: Sequence[str] | None = None,
     ) -> list[EncodedSolution]:
         """``prm_lib.steps.encode_solutions`` with this model's tokenizer, separator and max_length."""
-        return encode_solutions(self.tokenizer, items, self.max_length, separator=self.separator, labels=labels)
+        return encode_solutions(self.tokenizer, items, self.max_length, separator=self.separator, labels=labels,
+                                skipped=skipped, names=names)
 
     def collate(self, encoded: Sequence[EncodedSolution], padding_side: str = "right", pad_to_multiple_of: int = 1) -> Batch:
         return collate(encoded, self.tokenizer.pad_token_id, padding_side, pad_to_multiple_of).to(self.device)
@@ -308,21 +312,6 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
         finally:
             self.train(was_training)
         return StepScores(probs, mask)
-
-    def score_padded(
-        self,
-        items: Sequence[tuple[str, Sequence[str]]],
-        policy: BatchPolicy | None = None,
-        padding_side: str = "right",
-        progress: bool = False,
-    ) -> StepScores:
-        """P(step correct) for each step of each ``(problem, steps)`` as one (B, S) tensor and its mask
-        (see ``score_encoded_padded``).
-
-        Batches are planned by length (see ``prm_lib.batching``). A solution longer than
-        ``max_length`` is cut by whole steps from the end, with a warning; its cut steps score NaN.
-        """
-        return self.score_encoded_padded(self.encode(items), policy, padding_side, progress)
 
     # -- persistence -------------------------------------------------------------
     def head_modules(self) -> dict[str, nn.Module]:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .data import PRMSample
-from .metrics import auroc, step_metrics
+from .metrics import auroc_or_missing, step_metrics
 from .steps import EncodedSolution
 
 
@@ -72,7 +72,7 @@ def _evaluate_steps(probs: Sequence[Sequence[float]], encoded: Sequence[EncodedS
 def _evaluate_outcomes(probs: Sequence[Sequence[float]], encoded: Sequence[EncodedSolution],
                        samples: Sequence[PRMSample], outcome: Outcome = synthetic_outcome) -> dict[str, Any]:
     last = [p[e.n_scored - 1] for p, e in zip(probs, encoded)]
-    return {"outcome_auroc": auroc(last, outcome_targets(samples, outcome)), "n_solutions": len(last)}
+    return {**auroc_or_missing(last, outcome_targets(samples, outcome), "outcome_auroc"), "n_solutions": len(last)}
 
 
 def _orm(outcome: Outcome) -> Objective:

@@ -15,20 +15,14 @@ import re
 import warnings
 from typing import Any
 
-from .data import read_processbench
+from .data import read_processbench, subset_of
+from .batching import encode_fitting
 from .metrics import first_error_scores, fit_threshold
 from .objectives import objective_of
 from .steps import validate_solution
 
 
-def subset_of(meta: dict[str, Any]) -> str | None:
-    """A record's ProcessBench subset: its ``subset`` field, else its ``source`` field, else the prefix of
-    its ``id`` before a final ``-N`` (ProcessBench's own ids: ``gsm8k-12``, ``omnimath-3``); None if none."""
-    for key in ("subset", "source"):
-        if isinstance(meta.get(key), str) and meta[key]:
-            return meta[key]
-    match = re.fullmatch(r"(.+)-\d+", str(meta.get("id", "")))
-    return match.group(1) if match else None
+DEFAULT_THRESHOLD = 0.5  # P(correct) below which a step is predicted wrong, where no threshold can be fitted
 
 
 def _subset_at(file: str, where: str) -> str | None:
@@ -64,9 +58,14 @@ def _scored(prm: Any, file: str, progress: bool) -> tuple[list[list[float]], lis
             skipped.append((f"{file}:{s.meta['source_line']}", str(err), subset_of(s.meta)))
     with warnings.catch_warnings():  # an over-long record is reported in `skipped` instead
         warnings.simplefilter("ignore")
-        encoded = prm.encode([s.as_item() for s in usable]) if usable else []
+        encoded, left_out = encode_fitting(prm.encode, [s.as_item() for s in usable])
+    gone = set(left_out)
+    for i in left_out:
+        s = usable[i]
+        skipped.append((f"{file}:{s.meta['source_line']}", f"longer than the model's max_length ({prm.max_length} "
+                        "tokens): not even the problem and its first step fit", subset_of(s.meta)))
     kept = []
-    for s, e in zip(usable, encoded):
+    for s, e in zip([s for i, s in enumerate(usable) if i not in gone], encoded):
         if e.truncated:
             skipped.append((f"{file}:{s.meta['source_line']}", f"longer than the model's max_length "
                             f"({prm.max_length} tokens): only {e.n_scored} of {e.n_steps} steps fit", subset_of(s.meta)))
@@ -91,7 +90,9 @@ def evaluate_processbench(
     The threshold is ``threshold`` if given, else fitted for F1 on ``fit_path`` (a validation
     file), else on the records of subset ``fit_subset`` and applied to the other subsets
     (``evaluate_by_subset``), else on the evaluated file itself, which overstates F1, and the
-    result says so. Records that cannot be scored (malformed, a step the model cannot encode,
+    result says so. A file with one class (only erroneous solutions, as some published localisation sets
+    are, or only correct ones) cannot fit a threshold: ``DEFAULT_THRESHOLD`` is used unless one is given,
+    and the accuracy on that class is reported, with F1 None and ``f1_missing`` saying why. Records that cannot be scored (malformed, a step the model cannot encode,
     longer than the model's ``max_length``) are left out, counted and listed in ``skipped``, never
     dropped silently. A model whose objective scores only whole solutions (an ORM) is refused:
     first-error F1 reads every step's score, and an ORM's are untrained below its last step.
@@ -122,6 +123,11 @@ def evaluate_processbench(
         result = first_error_scores(probs, first_errors, fit_threshold(fit_probs, fit_errors)["threshold"])
         fitted_on = fit_path
         result["n_skipped_fit"] = len(fit_skipped)
+    elif len({e >= 0 for e in first_errors}) == 1:  # one class (say, only wrong solutions): no threshold to fit
+        result = first_error_scores(probs, first_errors, DEFAULT_THRESHOLD)
+        fitted_on = None
+        result["threshold_note"] = (f"the file has one class, so no threshold can be fitted on it; the default "
+                                    f"{DEFAULT_THRESHOLD} was used (give --threshold or --fit-data to choose)")
     else:
         result = fit_threshold(probs, first_errors)
         fitted_on = path

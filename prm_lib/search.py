@@ -23,6 +23,8 @@ with the selectors of ``prm_lib.selection``.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -60,6 +62,11 @@ class SearchResult:
         return select("weighted_vote", self.scores, self.answers)
 
 
+def _descending(score: float) -> float:
+    """Sort key, highest score first; NaN (a beam the verifier could not score whole) goes last."""
+    return math.inf if math.isnan(score) else -score
+
+
 def select_survivors(scores: Sequence[float], keep: int, n_beams: int | None = None) -> list[int]:
     """Indices of the ``keep`` highest scores, best first; the sort is stable, so among equal scores the
     earlier beam survives and a rerun keeps the same ones. With ``n_beams``, the survivors in turn until
@@ -67,7 +74,7 @@ def select_survivors(scores: Sequence[float], keep: int, n_beams: int | None = N
     enough are open (more when fewer are)."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1, not {keep}")
-    best = sorted(range(len(scores)), key=lambda i: -scores[i])[:keep]
+    best = sorted(range(len(scores)), key=lambda i: _descending(scores[i]))[:keep]
     if n_beams is None or not best:
         return best
     return [best[j % len(best)] for j in range(n_beams)]
@@ -123,7 +130,7 @@ def beam_search(
         solutions = [s for s, _ in finished]
         scores = [sc for _, sc in finished]
     else:  # nothing finished within max_depth: report the open beams, scored and best first, rather than nothing
-        still_open.sort(key=lambda s: -s.score)  # stable, as select_survivors ranks them
+        still_open.sort(key=lambda s: _descending(s.score))  # stable, as select_survivors ranks them
         solutions = [s.steps for s in still_open]
         scores = [s.score for s in still_open]
     return SearchResult(solutions, scores, [extract_final_answer(s) for s in solutions], tokens, rounds, history)

@@ -10,7 +10,8 @@ Every method is a kind of ``select(kind, scores, answers, gold)``, one problem a
 * ``pass``: the gold answer if any candidate has it; the oracle ceiling of every selector.
 
 Ties go to the candidate or answer seen first, so a pick never depends on anything but the order
-given. ``select_best``, ``weighted_vote``, ``majority_vote`` and ``pass_at_n`` are the same picks
+given. A candidate scored NaN (one ``PRMVerifier`` could not score whole: longer than the model's
+``max_length``) is never picked and casts no weighted vote. ``select_best``, ``weighted_vote``, ``majority_vote`` and ``pass_at_n`` are the same picks
 by name. Selection works on precomputed candidates (answers and scores, e.g. a
 ``PRMVerifier.score_grid``), so one scoring pass serves every N and every selector:
 ``best_of_n_accuracy`` draws subsets of N candidates, ``bootstrap_gap`` says whether one
@@ -33,13 +34,16 @@ Answers = Sequence[str | None]
 
 
 def _best(scores: Scores, answers: Answers, gold: Any) -> str | None:
-    return answers[int(np.argmax(scores))] if len(answers) else None  # argmax: the first of equals
+    values = np.asarray(scores, dtype=float)
+    if not len(answers) or np.isnan(values).all():  # NaN: a candidate that could not be scored is never picked
+        return None
+    return answers[int(np.argmax(np.where(np.isnan(values), -np.inf, values)))]  # argmax: the first of equals
 
 
 def _weighted_vote(scores: Scores, answers: Answers, gold: Any) -> str | None:
     totals: dict[str, float] = {}
     for s, a in zip(scores, answers):
-        if a is not None:  # a candidate without an answer doesn't vote
+        if a is not None and not np.isnan(s):  # a candidate without an answer (or a score) doesn't vote
             totals[a] = totals.get(a, 0.0) + float(s)
     return max(totals, key=totals.__getitem__) if totals else None  # first of equals: dicts keep order
 

@@ -34,6 +34,13 @@ DEFAULT_SEPARATOR = "\n\n"
 Label = float  # +1/-1 (as in the naive tutorial) or a soft value in [0, 1]
 
 
+class TooLongError(ValueError):
+    """A solution whose problem and first step alone exceed ``max_length``: no step of it can be scored.
+
+    Its own class, so that a caller scoring many solutions can leave this one out (and say so) while any
+    other error still stops it (``prm_lib.batching.encode_fitting``)."""
+
+
 @dataclass
 class EncodedSolution:
     """Token ids of one solution and the index of every scored step's last token."""
@@ -133,14 +140,18 @@ def encode_solutions(
     skipped: list[int] | None = None,
     problem_separator: bool = True,
     prefix: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[EncodedSolution]:
     """Encode many solutions with one (fast, batched) tokenizer call.
 
     ``items`` holds ``(problem, steps)`` pairs; ``labels``, if given, one list per item.
     A solution over ``max_length`` tokens keeps its first k whole steps (the largest k
     that fits) and warns; its labels are cut to the same k steps. One whose problem and
-    first step alone exceed ``max_length`` is an error, or, given a ``skipped`` list, is
-    left out of the result and its index appended there.
+    first step alone exceed ``max_length`` is an error (``TooLongError``), or, given a ``skipped``
+    list, is left out of the result and its index appended there.
+
+    ``names`` (one per item, e.g. ``file:line``) is how errors and warnings name a solution; by default
+    "solution N", its index in ``items``.
 
     The layout of other trainers: ``problem_separator=False`` puts no separator between the
     problem and the first step, and ``prefix`` replaces the special ids put first (default:
@@ -148,14 +159,20 @@ def encode_solutions(
     """
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"{len(labels)} label lists for {len(items)} solutions")
+    if names is not None and len(names) != len(items):
+        raise ValueError(f"{len(names)} names for {len(items)} solutions")
+
+    def name(n: int) -> str:
+        return str(names[n]) if names is not None else f"solution {n}"
+
     pieces: list[str] = []
     for n, (problem, steps) in enumerate(items):
         item_labels = labels[n] if labels is not None else None
         try:
             validate_solution(problem, steps, item_labels, separator)
         except (ValueError, TypeError) as err:
-            if len(items) > 1:
-                raise type(err)(f"solution {n}: {err}") from None
+            if len(items) > 1 or names is not None:
+                raise type(err)(f"{name(n)}: {err}") from None
             raise
         pieces.append(problem)
         pieces.extend(steps)
@@ -175,7 +192,7 @@ def encode_solutions(
         cursor += 1 + len(steps)
         for i, s in enumerate(step_ids):
             if not s:
-                raise ValueError(f"solution {n}: step {i + 1} tokenizes to no tokens ({steps[i]!r})")
+                raise ValueError(f"{name(n)}: step {i + 1} tokenizes to no tokens ({steps[i]!r})")
         input_ids = prefix + list(problem_ids) + problem_sep
         problem_length = len(input_ids)
         positions: list[int] = []
@@ -193,8 +210,8 @@ def encode_solutions(
             continue
         if not positions:
             first = problem_length + len(step_ids[0]) + len(sep_ids)
-            raise ValueError(
-                f"solution {n}: the problem and its first step take {first} tokens, more than "
+            raise TooLongError(
+                f"{name(n)}: the problem and its first step take {first} tokens, more than "
                 f"max_length={max_length}; no step can be scored"
             )
         kept = len(positions)
@@ -202,7 +219,7 @@ def encode_solutions(
         if kept < len(steps):
             total = problem_length + sum(len(s) + len(sep_ids) for s in step_ids)
             warnings.warn(
-                f"solution {n} is {total} tokens, over max_length={max_length}: scored its first "
+                f"{name(n)} is {total} tokens, over max_length={max_length}: scored its first "
                 f"{kept} of {len(steps)} steps (cut by whole steps from the end); the remaining "
                 f"{len(steps) - kept} get no score (NaN) and their labels are left out",
                 stacklevel=3,

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -98,25 +99,30 @@ SYNTHETIC_FIELDS = {("data_seed" if f.name == "seed" else f.name): f.name
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (its hash names the zoo's cache entry): what it learns from
-    (``data``), the model, and how it is optimised."""
+    (``data``), the model, and how it is optimised.
+
+    The defaults are made for a user's own backbone and data: the whole backbone (``n_layers`` cuts it only
+    when asked), embeddings trained, a learning rate for full fine-tuning, solutions bounded at 2,048 tokens.
+    The course's presets (``prm_lib.zoo``) spell out every setting they change from these."""
 
     backbone: str = "smollm2-135m"
-    n_layers: int | None = 8
+    n_layers: int | None = None  # keep the backbone's first n transformer layers (None: all of them)
     objective: str = "prm"  # "prm": a label per step; "orm": one outcome label per solution
     data: SyntheticData | FileData = field(default_factory=SyntheticData)
     # how a solution becomes tokens (saved with the model)
     separator: str = DEFAULT_SEPARATOR
-    max_length: int | None = None  # tokens; a longer solution is cut by whole steps (None: the backbone's limit)
+    # tokens; a longer solution is cut by whole steps, counted in the run's data report (None: the backbone's limit)
+    max_length: int | None = 2048
     # optimisation
-    batch_size: int = 16  # solutions per micro-batch (per process under a launcher: the global batch is split)
+    batch_size: int = 16  # solutions per micro-batch, global (under a launcher each process takes 1/n of it)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 300  # optimizer steps
-    lr: float = 1e-4
-    head_lr: float = 1e-3
+    lr: float = 2e-5  # the backbone's: a full fine-tune of a pretrained model
+    head_lr: float = 1e-3  # the value head's (and the surprise reader's), trained from scratch
     weight_decay: float = 0.01
     warmup_steps: int = 20
     grad_clip: float = 1.0
-    freeze_embeddings: bool = True
+    freeze_embeddings: bool = False
     precision: str | None = None  # PRECISIONS; None: bf16 mixed precision on CUDA, fp32 elsewhere
     # read the per-token surprise of the whole backbone LM, frozen, beside the hidden states (prm_lib.surprise)
     surprise: bool = False
@@ -175,6 +181,22 @@ class TrainConfig:
         return {**self.to_dict(), "data": self.data.key()}
 
 
+def _take_accumulation(accelerator: Accelerator, grad_accum: int) -> None:
+    """Refuse an accelerate gradient-accumulation setting that differs from ``grad_accum``, and keep accelerate
+    from dividing the loss by it: the trainer accumulates itself (``Trainer.backward`` divides each term by its
+    weight over the whole step), so accelerate's own division would shrink every gradient that many times.
+
+    ``accelerate launch --gradient_accumulation_steps N`` sets it (``ACCELERATE_GRADIENT_ACCUMULATION_STEPS``)."""
+    steps = int(accelerator.gradient_accumulation_steps)
+    if steps != 1 and steps != grad_accum:
+        raise ValueError(f"accelerate was asked for gradient_accumulation_steps={steps} (accelerate launch "
+                         f"--gradient_accumulation_steps, or ACCELERATE_GRADIENT_ACCUMULATION_STEPS), but this run's "
+                         f"grad_accum is {grad_accum}: prm_lib accumulates itself, so give --grad-accum {steps} "
+                         "and leave accelerate's setting at 1")
+    if steps != 1:  # the same number: taken as prm_lib's grad_accum, and accelerate divides nothing
+        accelerator.gradient_accumulation_steps = 1
+
+
 CHECKPOINTS = "checkpoints"  # out_dir/checkpoints/step-0000050/: one complete checkpoint per saved step
 SHARDED_STATE = "sharded"  # <checkpoint>/sharded/: accelerate's per-process model and optimizer shards (FSDP)
 TRAINER_STATE = "trainer_state.pt"
@@ -192,6 +214,29 @@ def complete_checkpoints(out_dir: str | Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / TRAINER_STATE).exists()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file under ``folder``, then the folders themselves: what a rename then publishes is on disk."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    for path in sorted([p for p in folder.rglob("*") if p.is_dir()] + [folder], key=lambda p: -len(p.parts)):
+        _fsync_dir(path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform where a folder cannot be opened (Windows): nothing to sync
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _rng_states() -> dict[str, Any]:
@@ -251,6 +296,7 @@ class Trainer:
         if config.max_length is not None:
             self.model.max_length = config.max_length
         self.accelerator = accelerator or make_accelerator(model.device)
+        _take_accumulation(self.accelerator, config.grad_accum)
         if is_fsdp(self.accelerator):  # fp32 shards; the launch's mixed-precision policy casts for compute
             self.precision, self.mixed = f"fsdp, mixed_precision={self.accelerator.mixed_precision}", False
         else:
@@ -317,7 +363,9 @@ class Trainer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # per-solution truncation warnings: counted and summarised below
             encoded = encode_solutions(self.model.tokenizer, [s.as_item() for s in samples], self.model.max_length,
-                                       separator=self.model.separator, labels=labels, skipped=skipped)
+                                       separator=self.model.separator, labels=labels, skipped=skipped,
+                                       names=[str(s.meta.get("source", f"{split} solution {i}"))
+                                              for i, s in enumerate(samples)])
         truncated = sum(e.truncated for e in encoded)
         for i in skipped:
             where = samples[i].meta.get("source", f"{split} solution {i}")
@@ -496,31 +544,53 @@ class Trainer:
             )
         self.accelerator.wait_for_everyone()
         if self.is_main:
+            sync_tree(tmp)  # on disk before the rename makes it count as complete: a crash then leaves it whole
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
+            _fsync_dir(root)
             for old in complete_checkpoints(self.out_dir)[: -self.config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         return final
 
     def resume(self) -> bool:
-        """Continue from the newest complete checkpoint under ``out_dir`` if any (it must have been written
-        by this config); True if resumed."""
+        """Continue from the newest complete checkpoint under ``out_dir`` that loads (it must have been written
+        by this config); True if resumed. One that does not load (a file corrupted on disk) is passed over with
+        a warning naming it and why, for the one before it."""
         found = complete_checkpoints(self.out_dir) if self.out_dir is not None else []
-        if not found:
-            return False
-        ckpt = found[-1]
-        state = torch.load(ckpt / TRAINER_STATE, weights_only=False)
-        if state["config"] != self.config.to_dict():
-            raise ValueError(f"{ckpt} was written by a different training config; use another --out or delete it")
-        if state["optimizer"] is None:  # written under FSDP: the shards hold model and optimizer
-            if not is_fsdp(self.accelerator):
-                raise ValueError(f"{ckpt} holds FSDP shards: resume it under the same FSDP launch")
+        for ckpt in reversed(found):
+            try:
+                state = torch.load(ckpt / TRAINER_STATE, weights_only=False)
+                if not isinstance(state, dict) or "config" not in state:
+                    raise ValueError(f"{TRAINER_STATE} holds no trainer state")
+            except Exception as err:  # torch.load raises many kinds on a damaged file
+                warnings.warn(f"checkpoint {ckpt} does not load ({type(err).__name__}: {str(err)[:200]}); "
+                              "resuming from the one before it", stacklevel=2)
+                continue
+            if state["config"] != self.config.to_dict():
+                raise ValueError(f"{ckpt} was written by a different training config; use another --out or delete it")
+            sharded = state["optimizer"] is None  # written under FSDP: the shards hold model and optimizer
+            if sharded != is_fsdp(self.accelerator):  # a launch that does not match, not a damaged file
+                raise ValueError(f"{ckpt} holds FSDP shards: resume it under the same FSDP launch" if sharded else
+                                 f"{ckpt} was written without FSDP: resume it without FSDP (or use another --out)")
+            try:
+                self._restore(ckpt, state)
+            except Exception as err:  # a damaged weight or optimizer file
+                warnings.warn(f"checkpoint {ckpt} does not load ({type(err).__name__}: {str(err)[:200]}); "
+                              "resuming from the one before it", stacklevel=2)
+                continue
+            return True
+        if found:  # never train on weights that a failed load may have half replaced
+            raise ValueError(f"no checkpoint under {self.out_dir / CHECKPOINTS} loads (see the warnings); delete "
+                             "them to train from the start, or use another --out")
+        return False
+
+    def _restore(self, ckpt: Path, state: dict[str, Any]) -> None:
+        """Model, optimizer, scheduler, progress and random states from one checkpoint."""
+        if state["optimizer"] is None:
             self.accelerator.load_state(str(ckpt / SHARDED_STATE))
         else:
-            if is_fsdp(self.accelerator):
-                raise ValueError(f"{ckpt} was written without FSDP: resume it without FSDP (or use another --out)")
             saved = ProcessRewardModel.load(ckpt, device=self.model.device,
                                             dtype=next(self.model.backbone.parameters()).dtype)
             self.model.backbone.load_state_dict(saved.backbone.state_dict())
@@ -531,7 +601,6 @@ class Trainer:
         self.result.history, self.result.evals = state["history"], state["evals"]
         self.result.seconds, self.result.tokens = state["seconds"], state["tokens"]
         _set_rng_states(state["rng"])
-        return True
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -574,7 +643,8 @@ class Trainer:
                     self.on_eval(self.step, metrics)
                 if bar is not None:
                     key = self.objective.metric
-                    bar.set_postfix(loss=f"{entry['loss']:.3f}", **{key: f"{metrics[key]:.3f}"})
+                    shown = "n/a" if metrics.get(key) is None else f"{metrics[key]:.3f}"  # one class: not measured
+                    bar.set_postfix(loss=f"{entry['loss']:.3f}", **{key: shown})
             if self.step % save_every == 0 or self.step == c.max_steps:
                 self.result.seconds = time.perf_counter() - start
                 self.save_checkpoint()
@@ -621,37 +691,117 @@ class Trainer:
         )
 
 
-def train(config: TrainConfig, out_dir: str | Path | None = None, progress: bool = True,
-          device: str | torch.device | None = None) -> TrainResult:
+TrainingData = Sequence[PRMSample] | Any  # in-memory samples, or a datasets.Dataset with TRL's columns
+
+
+def samples_from(data: TrainingData, name: str) -> list[PRMSample]:
+    """PRMSamples from a list of them, or from a ``datasets.Dataset`` (or any sequence of dicts) with TRL's
+    stepwise-supervision columns ``prompt``, ``completions``, ``labels`` (true/false per step)."""
+    out: list[PRMSample] = []
+    for i, row in enumerate(data):
+        if isinstance(row, PRMSample):
+            out.append(row)
+            continue
+        if not isinstance(row, dict) or not {"prompt", "completions", "labels"} <= set(row):
+            raise TypeError(f"{name} row {i}: expected a PRMSample or a record with TRL's columns prompt, "
+                            f"completions and labels, got {type(row).__name__}"
+                            f"{' with ' + ', '.join(sorted(row)) if isinstance(row, dict) else ''}")
+        labels = row["labels"]
+        if not all(isinstance(x, bool) for x in labels):
+            raise ValueError(f"{name} row {i}: TRL labels must be true/false, got {labels!r}")
+        try:
+            out.append(PRMSample(row["prompt"], list(row["completions"]), [1 if x else -1 for x in labels],
+                                 {"source": f"{name} row {i}"}))
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{name} row {i}: {err}") from None
+    return out
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def train(config: TrainConfig | None = None, out_dir: str | Path | None = None, progress: bool = True,
+          device: str | torch.device | None = None, *, model: ProcessRewardModel | None = None,
+          train_data: TrainingData | None = None, val_data: TrainingData | None = None,
+          announce: bool | None = None) -> TrainResult:
     """Build the data and model a config names, train, and (with ``out_dir``) write model and metrics.
+
+    ``model`` trains a PRM you built (``ProcessRewardModel.from_backbone(...)``, say) instead of the one
+    ``config.backbone`` names; ``train_data`` (and ``val_data``) are in-memory samples or a ``datasets.Dataset``
+    with TRL's columns, instead of ``config.data``. Without ``val_data``, ``config.data.val_fraction`` (5%) of
+    the problems is held out (seeded, grouped by problem). ``config`` defaults to ``TrainConfig()``, the
+    settings for a user's own backbone. With ``announce`` (default: ``progress``), the run says at its start,
+    on stderr, which layers of the backbone it trains and what it read and left out.
 
     Under ``accelerate launch`` or ``torchrun`` this runs data parallel or FSDP, as the launch
     was configured (``prm_lib.distributed``); only rank 0 writes files.
     """
-    train_set, val_set, report = config.data.build()  # a bad file fails here, before any model loads
+    if config is None:
+        config = TrainConfig()
+    if model is not None and (model.backbone_name, model.n_layers) != (config.backbone, config.n_layers):
+        # what is trained is the model given: the saved config records its backbone, not the config's default
+        if progress:
+            _say(f"prm_lib.train: training the model given ({model.backbone_name}, n_layers={model.n_layers}); "
+                 f"the config's backbone={config.backbone!r}, n_layers={config.n_layers} are not used")
+        config = dataclasses.replace(config, backbone=model.backbone_name or "(given model)", n_layers=model.n_layers)
+    if train_data is not None:  # in memory, instead of the config's data
+        from .training_data import hold_out_by_problem
+
+        train_set = samples_from(train_data, "train_data")
+        if val_data is not None:
+            val_set, how = samples_from(val_data, "val_data"), "given (val_data)"
+        else:
+            fraction = getattr(config.data, "val_fraction", 0.05)
+            train_set, val_set, how = hold_out_by_problem(train_set, fraction, config.seed, "train_data")
+        report = DataReport("in memory", len(train_set), len(val_set), how, format="in memory",
+                            n_solutions=len(train_set) + len(val_set))
+    elif val_data is not None:
+        raise ValueError("val_data goes with train_data (the config's data builds its own validation set)")
+    else:
+        train_set, val_set, report = config.data.build()  # a bad file fails here, before any model loads
     accelerator = make_accelerator(device)
     torch.manual_seed(config.seed)
-    if is_fsdp(accelerator):  # fp32 weights in CPU memory; FSDP moves each process's shard to its device
+    if model is not None:
+        device = model.device
+    elif is_fsdp(accelerator):  # fp32 weights in CPU memory; FSDP moves each process's shard to its device
         device = "cpu"
     else:
         device = device if device is not None else (accelerator.device if accelerator.num_processes > 1 else None)
     from .backbones import resolve_device
 
     precision = "fp32" if is_fsdp(accelerator) else resolve_precision(config.precision, resolve_device(device))
-    # the weights the optimizer updates stay fp32 unless the run is pure bf16; the frozen surprise LM is
-    # only read, so it is read in bf16 wherever the run computes in bf16
-    weights = torch.bfloat16 if precision == "bf16-pure" else torch.float32
-    model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=weights, n_layers=config.n_layers,
-                                             separator=config.separator, max_length=config.max_length,
-                                             surprise_from=config.backbone if config.surprise else None,
-                                             surprise_dtype=torch.bfloat16 if precision != "fp32" else torch.float32,
-                                             objective=config.objective)
+    if model is None:
+        # the weights the optimizer updates stay fp32 unless the run is pure bf16; the frozen surprise LM is
+        # only read, so it is read in bf16 wherever the run computes in bf16
+        weights = torch.bfloat16 if precision == "bf16-pure" else torch.float32
+        model = ProcessRewardModel.from_backbone(config.backbone, device=device, dtype=weights,
+                                                 n_layers=config.n_layers, separator=config.separator,
+                                                 max_length=config.max_length,
+                                                 surprise_from=config.backbone if config.surprise else None,
+                                                 surprise_dtype=torch.bfloat16 if precision != "fp32" else torch.float32,
+                                                 objective=config.objective)
+    verbose = (progress if announce is None else announce) and accelerator.is_main_process
+    if verbose:
+        _say(f"prm_lib.train: {layers_line(model)}")
     trainer = Trainer(model, train_set, val_set, config, out_dir=out_dir, progress=progress, accelerator=accelerator,
                       report=report)
+    if verbose:
+        _say(f"prm_lib.train: {trainer.report.summary()}")
     result = trainer.fit()
     trainer.write_outputs()
     shutdown(accelerator)
     return result
+
+
+def layers_line(model: ProcessRewardModel) -> str:
+    """Which backbone a run trains and how much of it: a layer cut is always said."""
+    kept = len(getattr(getattr(model.backbone, "model", model.backbone), "layers", []) or [])
+    before = getattr(model.backbone, "prm_lib_layers_before_cut", None)
+    name = model.backbone_name
+    if before is not None and before != kept:
+        return f"backbone {name}: cut to its first {kept} of {before} layers (n_layers={kept})"
+    return f"backbone {name}: all {kept} layers" if kept else f"backbone {name}"
 
 
 # ``prm_lib.train(...)`` calls ``train`` (prm_lib.modules)

@@ -5,7 +5,8 @@ training and validation sets and says what it did with them (a ``DataReport``):
 
 * ``SyntheticData``: the generator of ``prm_lib.synthetic`` with its settings (chapters 3-8);
 * ``FileData``: a file in one of ``prm_lib.data.FORMATS`` (TRL, PRM800K, Math-Shepherd,
-  ProcessBench), with a validation file or a seeded held-out share of the training file.
+  ProcessBench, BIG-Bench Mistake, GSM8K's model solutions), with a validation file or a seeded
+  held-out share of the training file's problems.
 
 The held-out test sets the chapters measure on (``test_set``) live here too.
 """
@@ -16,11 +17,12 @@ import dataclasses
 import hashlib
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import FORMATS, FormatError, PRMSample, read
+from .data import FORMATS, NEUTRAL_CHOICES, FormatError, PRMSample, read
 
 # The held-out sets every chapter and benchmark evaluates on, one seed per split (a SyntheticData's training
 # and validation sets use seed and seed + 1, so these never coincide with them).
@@ -38,9 +40,44 @@ class DataReport:
     n_truncated: int = 0  # solutions cut by whole steps to max_length (their later steps have no label)
     n_skipped: int = 0  # solutions left out: not even their first step fits max_length
     skipped: list[dict[str, str]] = field(default_factory=list)  # where and why, for each one
+    format: str = ""  # the files' format (prm_lib.data.FORMATS), or "synthetic"
+    files: list[str] = field(default_factory=list)  # the files read: training, then validation
+    n_read: int = 0  # records read from them (non-blank lines)
+    n_solutions: int = 0  # samples the reader made of them, before any was held out
+    n_left_out: int = 0  # records, steps or alternatives the format's rules left out (prm_lib.data)
+    left_out: list[dict[str, str]] = field(default_factory=list)  # {"where": file:line, "reason"} for each
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        """One line for the terminal: what was read, what was left out and why, where validation came from."""
+        if self.files:
+            head = (f"read {self.n_read:,} records of {' and '.join(self.files)} ({self.format}): "
+                    f"{self.n_solutions:,} solutions")
+        else:
+            head = f"{self.source}: {self.n_train:,} training and {self.n_val:,} validation solutions"
+        parts = [head]
+        if self.left_out:
+            kinds = Counter(entry["reason"].split(" (")[0] for entry in self.left_out)
+            counts = ", ".join(f"{n:,} {_plural(kind, n)}" for kind, n in kinds.items())
+            parts.append(f"left out {self.n_left_out:,} ({counts}, first at {self.left_out[0]['where']})")
+        elif self.files:
+            parts.append("left out nothing")
+        parts.append(f"validation: {self.validation}")
+        if self.n_truncated or self.n_skipped:
+            parts.append(f"max_length: {self.n_truncated:,} cut by whole steps, {self.n_skipped:,} too long to keep")
+        return "; ".join(parts)
+
+
+def _plural(kind: str, n: int) -> str:
+    """"record with no steps" -> "records with no steps" when there are several (the first noun it counts)."""
+    words = kind.split()
+    for i, word in enumerate(words if n != 1 else []):
+        if word in ("record", "step", "solution", "alternative"):
+            words[i] = word + "s"
+            break
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -72,7 +109,8 @@ class SyntheticData:
                        held_out=SEED_PROBLEMS if self.hold_out_seed_problems else ())
         train = generate(self.n_train, seed=self.seed, split="train", **options)
         val = generate(self.n_val, seed=self.seed + 1, split="validation", **options)
-        return train, val, DataReport("synthetic", len(train), len(val), f"generated (seed {self.seed + 1})")
+        return train, val, DataReport("synthetic", len(train), len(val), f"generated (seed {self.seed + 1})",
+                                      format="synthetic", n_solutions=len(train) + len(val))
 
     def key(self) -> dict[str, Any]:
         """What names these data in a cache key: every setting."""
@@ -83,15 +121,20 @@ class SyntheticData:
 class FileData:
     """Step-labelled solutions from a file in one of ``prm_lib.data.FORMATS``.
 
-    Without ``val_file``, a seeded ``val_fraction`` of the training file's records (at least one) is held
-    out for validation. A malformed record is an error that names its file and line.
+    Without ``val_file``, a seeded ``val_fraction`` of the training file's distinct problems (at least one)
+    is held out for validation with all their solutions, so no validation problem is trained on. A
+    malformed record is an error that names its file and line; what the format's rules leave out (a
+    PRM800K record with no steps, say) is counted in the report. ``neutral`` and ``alternatives`` are
+    PRM800K's reader options (``prm_lib.data.read_prm800k``).
     """
 
     train_file: str
     format: str
     val_file: str | None = None
     val_fraction: float = 0.05
-    seed: int = 0  # which records are held out when there is no val_file
+    seed: int = 0  # which problems are held out when there is no val_file
+    neutral: str = "positive"  # prm800k: what a neutral (0) rating becomes
+    alternatives: bool = False  # prm800k: each rated alternative completion as a sample of its own
     kind: str = "file"
 
     def __post_init__(self) -> None:
@@ -99,23 +142,29 @@ class FileData:
             raise ValueError(f"unknown data format {self.format!r}; known: {', '.join(FORMATS)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.neutral not in NEUTRAL_CHOICES:
+            raise ValueError(f"neutral must be one of {sorted(NEUTRAL_CHOICES)}, not {self.neutral!r}")
+        if self.format != "prm800k" and (self.neutral != "positive" or self.alternatives):
+            raise ValueError(f"neutral and alternatives are options of the prm800k format (its ratings); "
+                             f"{self.format} has none (got neutral={self.neutral!r}, alternatives={self.alternatives})")
+
+    def reader_options(self) -> dict[str, Any]:
+        """What this format's reader is given besides the file."""
+        return {"neutral": self.neutral, "alternatives": self.alternatives} if self.format == "prm800k" else {}
 
     def build(self) -> tuple[list[PRMSample], list[PRMSample], DataReport]:
-        train = read_training_file(self.train_file, self.format)
+        left_out: list[tuple[str, str]] = []
+        train = read_training_file(self.train_file, self.format, left_out, **self.reader_options())
+        files = [self.train_file] + ([self.val_file] if self.val_file is not None else [])
         if self.val_file is not None:
-            val = read_training_file(self.val_file, self.format)
-            return train, val, DataReport(self.train_file, len(train), len(val), f"file {self.val_file}")
-        if len(train) < 2:
-            raise ValueError(f"{self.train_file} has {len(train)} record: too few to hold out a validation set; "
-                             "give --val-file")
-        n_val = max(1, round(len(train) * self.val_fraction))
-        order = list(range(len(train)))
-        random.Random(self.seed).shuffle(order)
-        held = set(order[:n_val])
-        val = [s for i, s in enumerate(train) if i in held]
-        kept = [s for i, s in enumerate(train) if i not in held]
-        how = f"{n_val} of {len(train)} records of {self.train_file} held out ({self.val_fraction:.0%}, seed {self.seed})"
-        return kept, val, DataReport(self.train_file, len(kept), len(val), how)
+            val = read_training_file(self.val_file, self.format, left_out, **self.reader_options())
+            kept, how = train, f"file {self.val_file} ({len(val):,} solutions)"
+        else:
+            kept, val, how = hold_out_by_problem(train, self.val_fraction, self.seed, self.train_file)
+        report = DataReport(self.train_file, len(kept), len(val), how, format=self.format, files=files,
+                            n_read=sum(len(record_lines(f)) for f in files), n_solutions=len(kept) + len(val),
+                            n_left_out=len(left_out), left_out=[{"where": w, "reason": r} for w, r in left_out])
+        return kept, val, report
 
     def key(self) -> dict[str, Any]:
         """What names these data in a cache key: the settings and the files' contents (their sha256)."""
@@ -126,6 +175,25 @@ class FileData:
 
 
 DataSource = SyntheticData | FileData
+
+
+def hold_out_by_problem(samples: list[PRMSample], fraction: float, seed: int, name: str
+                        ) -> tuple[list[PRMSample], list[PRMSample], str]:
+    """(training, validation, how): a seeded ``fraction`` of the distinct problems (at least one, never all)
+    go to validation with every solution of theirs, so a model is never validated on a problem it trained
+    on (files with several solutions a problem: PRM800K, GSM8K, alternatives)."""
+    problems = list(dict.fromkeys(s.problem for s in samples))  # in order of first appearance
+    if len(problems) < 2:
+        raise ValueError(f"{name} has {len(problems)} distinct problem: the held-out share is grouped by problem "
+                         "(no validation problem is trained on), so it needs two or more; give --val-file")
+    n_val = min(len(problems) - 1, max(1, round(len(problems) * fraction)))
+    random.Random(seed).shuffle(problems)
+    held = set(problems[:n_val])
+    val = [s for s in samples if s.problem in held]
+    kept = [s for s in samples if s.problem not in held]
+    how = (f"{len(val):,} of {len(samples):,} solutions held out by problem ({n_val:,} of "
+           f"{len(problems):,} problems, {fraction:.0%}, seed {seed})")
+    return kept, val, how
 
 
 def data_from_dict(values: dict[str, Any]) -> DataSource:
@@ -150,7 +218,10 @@ def _sha256(path: str) -> str:
 
 # What each format's records hold, to tell a user which format a file looks like when it is not the one named.
 _FORMAT_FIELDS = {"trl": {"prompt", "completions", "labels"}, "prm800k": {"question", "label"},
-                  "math-shepherd": {"input", "label"}, "processbench": {"problem", "steps", "label"}}
+                  "math-shepherd": {"input", "label"}, "processbench": {"problem", "steps", "label"},
+                  "big-bench-mistake": {"input", "steps", "mistake_index"},
+                  "gsm8k-solutions": {"question", "ground_truth", "6b_finetuning", "6b_verification",
+                                      "175b_finetuning", "175b_verification"}}
 
 
 def guess_format(record: dict[str, Any]) -> str | None:
@@ -159,11 +230,15 @@ def guess_format(record: dict[str, Any]) -> str | None:
     return max(matches, key=lambda fmt: len(_FORMAT_FIELDS[fmt])) if matches else None
 
 
-def read_training_file(path: str | Path, fmt: str) -> list[PRMSample]:
-    """Every record of a training file, or an error that names the file (and line) and what is wrong.
+def read_training_file(path: str | Path, fmt: str, skipped: list[tuple[str, str]] | None = None,
+                       **options: Any) -> list[PRMSample]:
+    """The samples of a training file, or an error that names the file (and line) and what is wrong.
 
     A missing or empty file, and a file whose first record is in another format than ``fmt``, are
-    named as such before any record is parsed. Each sample's ``meta["source"]`` is its ``file:line``."""
+    named as such before any record is parsed. Each sample's ``meta["source"]`` is its ``file:line`` (the
+    reader's). What the format's rules leave out is appended to ``skipped`` as (file:line, reason);
+    ``options`` go to the reader (prm800k's ``neutral``, ``alternatives``). A malformed record is an error:
+    ProcessBench's reader is not given ``skipped``, which would make it skip malformed records."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
@@ -184,14 +259,19 @@ def read_training_file(path: str | Path, fmt: str) -> list[PRMSample]:
         hint = f"it looks like {looks}" if looks else f"its fields are {', '.join(sorted(record)) or 'none'}"
         raise FormatError(f"{path}:{first[0]}: not a {fmt} record ({hint}); {fmt} records have the fields "
                           f"{', '.join(sorted(_FORMAT_FIELDS[fmt]))}. Check --format")
-    samples = read(path, fmt)
-    for sample, line in zip(samples, record_lines(path)):  # the readers keep every record, in order
-        sample.meta["source"] = f"{path}:{line}"
+    left_out: list[tuple[str, str]] = []
+    samples = read(path, fmt, **options, **({} if fmt == "processbench" else {"skipped": left_out}))
+    if not samples:
+        first_reason = f" (left out: {left_out[0][1]}, first at {left_out[0][0]})" if left_out else ""
+        raise ValueError(f"{path}: none of its {len(record_lines(path))} records gives a solution to train on"
+                         f"{first_reason}")
+    if skipped is not None:
+        skipped.extend(left_out)
     return samples
 
 
 def record_lines(path: str | Path) -> list[int]:
-    """The line number of each record of a JSON-lines file (readers skip blank lines only)."""
+    """The line number of each record of a JSON-lines file (readers skip blank lines only): what was read."""
     with Path(path).open(encoding="utf-8") as f:
         return [n for n, line in enumerate(f, start=1) if line.strip()]
 

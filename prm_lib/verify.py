@@ -15,17 +15,29 @@ Best-of-N selection and its statistics are ``prm_lib.selection``'s; ProcessBench
 
 from __future__ import annotations
 
+import inspect
+import math
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from .aggregate import AGGREGATIONS, StepScores, aggregate, pad_scores
 from .answers import extract_final_answer
+from .batching import TOO_LONG
 from .objectives import objective_of
 
 __all__ = ["PRMVerifier", "ScoredSolution", "CandidateScores"]
+
+
+def _takes(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` has a parameter ``name`` (a scorer from elsewhere may not)."""
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -36,7 +48,7 @@ class ScoredSolution:
     steps: list[str]
     step_probs: list[float]
     score: float
-    weakest_step: int  # 0-based index of the lowest-scoring step
+    weakest_step: int  # 0-based index of the lowest-scoring step (-1 if no step could be scored)
     weakest_prob: float
     final_answer: str | None  # normalised (see prm_lib.answers)
 
@@ -62,6 +74,10 @@ class PRMVerifier:
 
     Identical (problem, steps) pairs are scored once: sampled candidates repeat a lot.
 
+    A solution that cannot be scored whole (longer than the model's ``max_length``: cut, or not even its first
+    step fits) gets the score NaN, with a warning that names it, and the others are scored as usual; best-of-N
+    never picks a NaN candidate (``prm_lib.selection``). ``too_long="error"`` refuses such a solution instead.
+
     ``aggregation`` defaults to ``min`` for a PRM and to the only one an ORM allows, ``last``:
     an ORM's other step scores were never trained, so any other aggregation is an error rather
     than a silently meaningless ranking.
@@ -71,7 +87,9 @@ class PRMVerifier:
     or with only ``score_batch(items, progress=...)`` returning one list per item.
     """
 
-    def __init__(self, prm: Any, aggregation: str | None = None, decay: float = 0.8) -> None:
+    def __init__(self, prm: Any, aggregation: str | None = None, decay: float = 0.8, too_long: str = "skip") -> None:
+        if too_long not in TOO_LONG:
+            raise ValueError(f"too_long must be one of {', '.join(TOO_LONG)}, not {too_long!r}")
         kind = objective_of(prm)
         required = kind.aggregation
         if aggregation is None:
@@ -82,7 +100,7 @@ class PRMVerifier:
             raise ValueError(f"this model is an {kind.name.upper()}: only its {required} step's score was trained, "
                              f"so aggregation {aggregation!r} would rank solutions by untrained scores; "
                              f"use aggregation={required!r} (the default for it)")
-        self.prm, self.aggregation, self.decay = prm, aggregation, decay
+        self.prm, self.aggregation, self.decay, self.too_long = prm, aggregation, decay, too_long
 
     # -- step probabilities, padded ---------------------------------------------------------------
     def step_scores(self, items: Sequence[tuple[str, Sequence[str]]], progress: bool = False) -> StepScores:
@@ -94,7 +112,8 @@ class PRMVerifier:
             return StepScores(torch.zeros(0, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.bool))
         batch = [(p, list(s)) for p, s in unique]
         if hasattr(self.prm, "score_padded"):
-            scored = self.prm.score_padded(batch, progress=progress)
+            kwargs = {"too_long": self.too_long} if _takes(self.prm.score_padded, "too_long") else {}
+            scored = self.prm.score_padded(batch, progress=progress, **kwargs)
         else:  # any model with the list-of-lists score_batch plugs in too
             scored = pad_scores(self.prm.score_batch(batch, progress=progress))
         where = {k: i for i, k in enumerate(unique)}
@@ -105,10 +124,24 @@ class PRMVerifier:
         return self.step_scores(items, progress).rows()
 
     def solution_scores(self, steps: StepScores) -> np.ndarray:
-        """One score per solution (B,) from padded step probabilities, by this verifier's aggregation."""
+        """One score per solution (B,) from padded step probabilities, by this verifier's aggregation; NaN for
+        a solution with an unscored step (cut by max_length), named in a warning (``too_long="error"``: raised)."""
         if len(steps.probs) == 0:
             return np.zeros(0)
-        return aggregate(steps.probs, steps.mask, self.aggregation, self.decay).numpy()
+        whole = ~(torch.isnan(steps.probs) & steps.mask).any(dim=1) & steps.mask.any(dim=1)
+        if bool(whole.all()):
+            return aggregate(steps.probs, steps.mask, self.aggregation, self.decay).numpy()
+        partial = (~whole).nonzero().flatten().tolist()
+        message = (f"{len(partial)} of {len(whole)} solutions are longer than the model's max_length (solution(s) "
+                   f"{partial[:10]}{', ...' if len(partial) > 10 else ''}): a solution scored in part cannot be "
+                   "ranked as if it were whole")
+        if self.too_long == "error":
+            raise ValueError(message)
+        warnings.warn(message + "; they score NaN and are never picked", stacklevel=2)
+        out = np.full(len(whole), np.nan)
+        if bool(whole.any()):
+            out[whole.numpy()] = aggregate(steps.probs[whole], steps.mask[whole], self.aggregation, self.decay).numpy()
+        return out
 
     # -- P problems × N candidates --------------------------------------------------------------
     def score_grid(self, problems: Sequence[str], candidates: Sequence[Sequence[Sequence[str]]],
@@ -134,8 +167,10 @@ class PRMVerifier:
     def _scored(self, solutions: Sequence[Sequence[str]], steps: StepScores) -> list[ScoredSolution]:
         out = []
         for i, (sol, probs, score) in enumerate(zip(solutions, steps.rows(), self.solution_scores(steps).tolist())):
-            weakest = int(np.argmin(probs))
-            out.append(ScoredSolution(i, list(sol), probs, float(score), weakest, float(probs[weakest]),
+            scored = [p for p in probs if not math.isnan(p)]
+            weakest = probs.index(min(scored)) if scored else -1  # -1: no step could be scored
+            out.append(ScoredSolution(i, list(sol), probs, float(score), weakest,
+                                      float(probs[weakest]) if scored else math.nan,
                                       extract_final_answer(list(sol))))
         return out
 
@@ -146,4 +181,4 @@ class PRMVerifier:
     def rank_solutions(self, problem: str, solutions: Sequence[Sequence[str]]) -> list[ScoredSolution]:
         """The solutions, best first (ties keep the given order); ``.index`` says where each came from."""
         scored = self.score_solutions([(problem, s) for s in solutions])
-        return sorted(scored, key=lambda s: -s.score)
+        return sorted(scored, key=lambda s: -s.score if not math.isnan(s.score) else math.inf)  # NaN: last

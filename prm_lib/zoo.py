@@ -37,7 +37,7 @@ from .training_data import SyntheticData
 # below catches.
 _CPU_DATA = SyntheticData(n_train=5000, n_val=200, max_ops=2, error_rate=0.6, direct_rate=0.5)
 _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_steps=20, batch_size=8,
-            max_steps=560, eval_every=140, data=_CPU_DATA)
+            max_steps=560, eval_every=140, freeze_embeddings=True, max_length=None, data=_CPU_DATA)
 
 # The course's PRM (what the chapters load): the same 8 trained layers plus the per-token surprise of the
 # whole SmolLM2-135M, frozen (prm_lib.surprise); a curriculum of 60% one-operation problems with half of the
@@ -45,7 +45,7 @@ _CPU = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_s
 _CURRICULUM = dict(direct_rate=0.6, error_weights={"arithmetic_slip": 3.0}, hold_out_seed_problems=True)
 _READER = dict(_CPU, surprise=True, data=dataclasses.replace(_CPU_DATA, n_train=4000, **_CURRICULUM))
 _TINY = dict(backbone="tiny-qwen2", n_layers=None, batch_size=8, max_steps=30, eval_every=15, lr=1e-3, head_lr=3e-3,
-             warmup_steps=5, data=SyntheticData(n_train=200, n_val=60))
+             warmup_steps=5, freeze_embeddings=True, max_length=None, data=SyntheticData(n_train=200, n_val=60))
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ PRESETS: dict[str, Preset] = {
     # For a GPU (Colab or local): the naive tutorial's backbone, whole, more data and steps.
     "gpu-qwen2.5-0.5b": Preset(TrainConfig(backbone="Qwen/Qwen2.5-0.5B", n_layers=None, lr=2e-5, head_lr=1e-3,
                                            batch_size=32, max_steps=600, eval_every=100, warmup_steps=30,
-                                           freeze_embeddings=False, surprise=True,
+                                           freeze_embeddings=False, max_length=None, surprise=True,
                                            data=SyntheticData(n_train=20000, n_val=500, error_rate=0.6, **_CURRICULUM)),
                                "Qwen/Qwen2.5-0.5B (needs the model hub) reading its own surprise, 600 steps of 32 "
                                "on a GPU (bf16 mixed precision)"),

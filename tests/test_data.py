@@ -39,7 +39,7 @@ def test_math_shepherd_fixture():
     assert s[0].problem == "What is 7 × 8?"
     assert s[0].steps == ["I need to multiply 7 by 8.", "7 × 8 = 54.", "The answer is 54."]
     assert s[0].labels == [1, -1, -1]
-    assert s[0].meta == {"task": "synthetic"}
+    assert s[0].meta == {"task": "synthetic", "source": f"{FIX / 'math_shepherd.jsonl'}:1"}
     assert s[1].labels == [1, 1]
 
 
@@ -50,13 +50,13 @@ def test_processbench_fixture():
     assert s[1].first_error == -1
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "gsm8k-solutions"])  # that one is read-only
 def test_round_trip(fmt, tmp_path):
     original = data.read_trl(FIX / "trl.jsonl")
     data.write(original, tmp_path / "out", fmt)
     back = data.read(tmp_path / "out", fmt)
     assert [(s.problem, s.steps) for s in back] == [(s.problem, s.steps) for s in original]
-    if fmt == "processbench":  # keeps only the first error
+    if fmt in ("processbench", "big-bench-mistake"):  # keep only the first error
         assert [s.first_error for s in back] == [s.first_error for s in original]
     else:
         assert [s.labels for s in back] == [s.labels for s in original]

@@ -15,10 +15,13 @@ def test_public_names_are_their_homes_objects():
     from prm_lib.model import ProcessRewardModel
     from prm_lib.search import beam_search
     from prm_lib.selection import select
-    from prm_lib.train import TrainConfig
+    from prm_lib.data import PRMSample
+    from prm_lib.train import TrainConfig, Trainer
+    from prm_lib.training_data import FileData
     from prm_lib.verify import PRMVerifier
 
     homes = {"ProcessRewardModel": ProcessRewardModel, "PRMVerifier": PRMVerifier, "TrainConfig": TrainConfig,
+             "Trainer": Trainer, "FileData": FileData, "PRMSample": PRMSample,
              "read": read, "write": write, "select": select, "beam_search": beam_search}
     assert set(prm_lib.__all__) == {"__version__", "train", "aggregate", *homes}
     for name, obj in homes.items():
@@ -44,5 +47,5 @@ def test_import_is_light():
 
 
 def test_an_unknown_name_is_an_attribute_error():
-    with pytest.raises(AttributeError, match="no attribute 'Trainer'"):
-        prm_lib.Trainer
+    with pytest.raises(AttributeError, match="no attribute 'Trainr'"):
+        prm_lib.Trainr

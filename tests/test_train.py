@@ -167,17 +167,28 @@ def test_cli_help_documents_presets_and_every_option(capsys):
     for name, entry in PRESETS.items():
         assert f"  {name} " in text and entry.description in text
     settings = " ".join(text[text.index("settings (override"):].split())
-    cpu = preset("cpu")
-    names = {f.name: getattr(cpu, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "data"}
-    names.update({flag: getattr(cpu.data, name) for flag, name in SYNTHETIC_FIELDS.items()})
-    assert "data_seed" in names and "n_train" in names and "max_length" in names and "grad_accum" in names
-    for name, value in names.items():
-        flag = "--" + name.replace("_", "-")
-        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ |\{[a-z,]+\} )?\(([^)]*)\)", settings)
+    cpu, own = preset("cpu"), TrainConfig()
+
+    def typed(value):
+        return value.encode("unicode_escape").decode() if isinstance(value, str) else value
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "data":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        m = re.search(re.escape(flag) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ |\{[a-z,]+\} )?\(([^()]*(?:\([^()]*\)[^()]*)*)\)", settings)
         assert m, flag
-        # the default is the chosen preset's value (the cpu preset's shown), not the cpu preset's whatever --preset says
-        shown = value.encode("unicode_escape").decode() if name == "separator" else value
-        assert m.group(1).endswith(f"default: the preset's value; cpu's is {shown}"), m.group(0)
+        # a file run's default (the settings for a user's own backbone), and the cpu preset's where it differs
+        mine, course = getattr(own, f.name), getattr(cpu, f.name)
+        expected = (f"default: {typed(mine)}" if mine == course else
+                    f"default: {typed(mine)} with --train-file, else the preset's (cpu: {typed(course)})")
+        assert m.group(1).endswith(expected), m.group(0)
+    assert "n_layers" in {f.name for f in dataclasses.fields(TrainConfig)}
+    assert "default: None with --train-file, else the preset's (cpu: 8)" in settings
+    for flag, name in SYNTHETIC_FIELDS.items():
+        m = re.search(re.escape("--" + flag.replace("_", "-")) + r"(?:, --no-\S+)? (?:[A-Z=,.]+ |\{[a-z,]+\} )?\(([^()]*(?:\([^()]*\)[^()]*)*)\)",
+                      settings)
+        assert m and m.group(1).endswith(f"default: the preset's value; cpu's is {getattr(cpu.data, name)}"), flag
     assert "--train-file" in text and "--val-file" in text and "--format" in text
 
 

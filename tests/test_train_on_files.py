@@ -37,10 +37,12 @@ def test_cli_trains_tiny_qwen2_from_a_file_and_eval_reads_the_result(fmt, files,
     assert printed["n_solutions"] == 6  # 5% of 120 held out, seeded
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["data"] == {"train_file": str(files / f"train.{fmt}.jsonl"), "format": fmt, "val_file": None,
-                                         "val_fraction": 0.05, "seed": 0, "kind": "file"}
+                                         "val_fraction": 0.05, "seed": 0, "neutral": "positive",
+                                         "alternatives": False, "kind": "file"}
     data = metrics["data"]
     assert (data["n_train"], data["n_val"], data["n_skipped"], data["n_truncated"]) == (114, 6, 0, 0)
-    assert "6 of 120 records" in data["validation"]
+    assert "6 of 120 solutions" in data["validation"] and "held out by problem (6 of 120 problems" in data["validation"]
+    assert (data["n_read"], data["n_solutions"], data["n_left_out"], data["left_out"]) == (120, 120, 0, [])
     assert ProcessRewardModel.load(out, device="cpu").separator == "\n\n"
     assert cli(["eval", "--checkpoint", str(out), "--data", str(files / "val.processbench.jsonl")]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -31,8 +31,12 @@ def test_first_error_f1_by_hand():
     assert fit["f1"] >= s["f1"] and fit["threshold"] == pytest.approx(0.5)  # ties go to the threshold nearest 0.5
     with pytest.raises(ValueError, match="first error 5"):
         first_error_scores(probs, [5, -1, -1, 2])
-    with pytest.raises(ValueError, match="need erroneous and correct"):
-        first_error_scores(probs, [-1, -1, -1, -1])
+    # one class: its accuracy is measured, F1 is not (and no threshold can be fitted on it)
+    one = first_error_scores(probs, [-1, -1, -1, -1])
+    assert one["f1"] is None and one["acc_erroneous"] is None and "F1 needs erroneous and correct" in one["f1_missing"]
+    assert one["acc_correct"] == pytest.approx(1 / 4)  # only [0.9, 0.8] stays above 0.5 throughout
+    with pytest.raises(ValueError, match="cannot fit a threshold: F1 needs erroneous and correct"):
+        fit_threshold(probs, [-1, -1, -1, -1])
 
 
 def test_calibration_bins_by_hand():

@@ -21,7 +21,7 @@ from ..aggregate import StepScores
 from ..backbones import default_dtype, ensure_pad_token, resolve_device
 from ..batching import Batch, BatchPolicy, ScoresAsLists, collate, score_in_batches
 from ..objectives import objective as objective_by_name
-from ..steps import EncodedSolution, validate_solution
+from ..steps import EncodedSolution, TooLongError, validate_solution
 
 Item = tuple[str, Sequence[str]]
 
@@ -52,7 +52,7 @@ def cut_to_max_length(n: int, input_ids: list[int], positions: list[int], n_step
     """
     kept = [p for p in positions if max_length is None or p < max_length]
     if not kept:
-        raise ValueError(f"solution {n}: its first step is read at token {positions[0]}, beyond max_length="
+        raise TooLongError(f"solution {n}: its first step is read at token {positions[0]}, beyond max_length="
                          f"{max_length}; no step can be scored")
     if len(kept) < n_steps:
         warnings.warn(f"solution {n} is {len(input_ids)} tokens, over max_length={max_length}: scored its first "
@@ -159,15 +159,13 @@ class StepScorer(ScoresAsLists):
         probs, mask = score_in_batches(encoded, policy, probabilities, progress)
         return StepScores(probs, mask)
 
-    def score_padded(self, items: Sequence[Item], policy: BatchPolicy | None = None, padding_side: str = "right",
-                     progress: bool = False) -> StepScores:
-        """P(step correct) for each step of each ``(problem, steps)``, as ``ProcessRewardModel.score_padded``."""
+    def check_items(self, items: Sequence[Item]) -> None:
+        """Every item's family refusals (``validate_item``), naming the item, before anything is encoded."""
         for n, (problem, steps) in enumerate(items):
             try:
                 self.validate_item(problem, steps)
             except (ValueError, TypeError) as err:
                 raise type(err)(f"solution {n}: {err}" if len(items) > 1 else str(err)) from None
-        return self.score_encoded_padded(self.encode(items) if items else [], policy, padding_side, progress)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, {self.conventions!r})"
