@@ -426,9 +426,8 @@ def subset_of(record: dict[str, Any]) -> str | None:
     ``meta["source"]`` is the file:line it came from; a ``subset`` key is therefore final."""
     if "subset" in record:
         return record["subset"] if isinstance(record["subset"], str) and record["subset"] else None
-    for key in ("source",):
-        if isinstance(record.get(key), str) and record[key]:
-            return record[key]
+    if isinstance(record.get("source"), str) and record["source"]:
+        return record["source"]
     match = re.fullmatch(r"(.+)-\d+", str(record.get("id", "")))
     return match.group(1) if match else None
 
