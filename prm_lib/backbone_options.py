@@ -41,6 +41,10 @@ def enable_gradient_checkpointing(backbone: nn.Module) -> None:
     with frozen embeddings and LoRA, where the layer's input needs no gradient)."""
     if not getattr(backbone, "supports_gradient_checkpointing", False):
         raise ValueError(f"{type(backbone).__name__} does not support gradient checkpointing")
-    backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(backbone, "activation_checkpointing_enable"):  # transformers 5's name
+        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if getattr(backbone.config, "use_cache", False):
         backbone.config.use_cache = False

@@ -47,7 +47,7 @@ def require_peft() -> Any:
     try:
         import peft
     except ImportError:
-        raise ImportError("LoRA needs the peft package: pip install 'prm_lib[peft]' (or pip install peft)") from None
+        raise ModuleNotFoundError("LoRA needs the peft package: pip install 'prm_lib[peft]' (or pip install peft)") from None
     return peft
 
 

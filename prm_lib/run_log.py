@@ -61,7 +61,7 @@ class RunLog:
         try:
             __import__(package)
         except ImportError:
-            raise ImportError(f"report_to={report_to!r} needs the {package} package: {install} "
+            raise ModuleNotFoundError(f"report_to={report_to!r} needs the {package} package: {install} "
                               f"(or pip install 'prm_lib[{report_to}]')") from None
         from accelerate.tracking import TensorBoardTracker, WandBTracker
 
