@@ -92,6 +92,19 @@ def test_merge_writes_a_plain_prm_that_scores_as_the_lora_one(lora_run, tmp_path
     assert diff < 1e-5
 
 
+def test_the_memory_estimate_counts_the_adapters_lora_trains(lora_run):
+    from prm_lib.memory import QWEN25_SHAPES, lora_gib, lora_parameters, memory_table, mixed_gib, prm_size
+
+    config, out, result = lora_run
+    shape = result.model.backbone.config.to_dict()
+    trained = sum(p.numel() for n, p in result.model.backbone.named_parameters() if "lora_" in n)
+    assert lora_parameters("tiny-qwen2", 4, shape=shape) == trained
+    assert lora_parameters("Qwen2.5-7B", 8) == 20_185_088  # OpenR's r=8 on the 7B: about 20M adapter weights
+    row = {r["backbone"]: r for r in memory_table(lora_rank=8)}["Qwen2.5-7B"]
+    assert row["1 GPU, LoRA r=8"] < 80 < row["1 GPU, mixed"]  # fits one 80 GB GPU only with LoRA
+    assert "1 GPU, LoRA r=8" not in memory_table()[0]  # the chapters' table as it was
+
+
 def test_lora_without_peft_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ModuleNotFoundError, match=r"prm_lib\[peft\]"):
