@@ -371,7 +371,7 @@ class Trainer:
         # optimizer steps: max_steps, or those that make ``epochs`` passes over the training solutions
         self.max_steps = config.max_steps if config.epochs is None else max(
             1, math.ceil(config.epochs * len(self.train_enc) / (config.batch_size * config.grad_accum)))
-        if config.epochs is not None and self.progress:
+        if config.epochs is not None and self.is_main:  # said even without a progress bar
             print(f"prm_lib.train: {config.epochs:g} epochs of {len(self.train_enc)} solutions at "
                   f"{config.batch_size * config.grad_accum} per step: {self.max_steps} steps", file=sys.stderr, flush=True)
         # the frozen LM's surprise, once per solution: every epoch and evaluation reuses it
