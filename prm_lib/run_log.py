@@ -69,10 +69,8 @@ class RunLog:
             if out_dir is None:
                 raise ValueError("report_to='tensorboard' writes its event files under out_dir: give an out_dir")
             tracker = TensorBoardTracker(PROJECT, str(out_dir / TRACKER_DIR))
-        else:  # WANDB_MODE=offline writes the run under ./wandb without a network
-            if out_dir is not None:
-                os.environ.setdefault("WANDB_DIR", str(out_dir))
-            tracker = WandBTracker(PROJECT)
+        else:  # WANDB_MODE=offline writes the run under out_dir/wandb/ without a network
+            tracker = WandBTracker(PROJECT, **({"dir": str(out_dir)} if out_dir is not None else {}))
         self.accelerator.log_with = [tracker]
         self.accelerator.init_trackers(PROJECT, config=_hparams(config))
 

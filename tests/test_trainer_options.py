@@ -147,6 +147,21 @@ def test_tensorboard_event_file_holds_the_loss(tmp_path):
     assert {e.step for e in acc.Scalars("eval/step_auroc")} == {3, 6}
 
 
+def test_wandb_offline_writes_the_run_without_a_network(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(dataclasses.replace(TINY, max_steps=2, log_every=1, report_to="wandb"), out_dir=tmp_path, progress=False)
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs and runs[0].stat().st_size > 0
+
+
+def test_a_missing_tracker_package_names_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(ModuleNotFoundError, match="pip install tensorboard"):
+        train(dataclasses.replace(TINY, max_steps=1, report_to="tensorboard"), out_dir=None, progress=False)
+
+
 # -- the best checkpoint and early stopping ---------------------------------------------------------
 def test_keep_best_keeps_the_best_evaluation_as_the_final_model(tmp_path):
     # a high learning rate: the validation AUROC goes up and down, so the best is not the last
