@@ -761,7 +761,8 @@ class Trainer:
             # rank 0 evaluates; under FSDP every process runs the forward passes (each holds a shard)
             evaluates = self.is_main or is_fsdp(self.accelerator)
             improved = False
-            if self.val_enc and evaluates and (self.step % c.eval_every == 0 or self.step == self.max_steps):
+            eval_step = bool(self.val_enc) and (self.step % c.eval_every == 0 or self.step == self.max_steps)
+            if eval_step and evaluates:
                 self.result.seconds = time.perf_counter() - start
                 metrics = {"step": self.step, "seconds": round(self.result.seconds, 1), **self.evaluate()}
                 self.result.evals.append(metrics)
@@ -773,7 +774,7 @@ class Trainer:
                     key = self.objective.metric
                     shown = "n/a" if metrics.get(key) is None else f"{metrics[key]:.3f}"  # one class: not measured
                     bar.set_postfix(loss=f"{entry['loss']:.3f}", **{key: shown})
-            if c.keep_best is not None:  # every process learns rank 0's verdict (only it evaluates under DDP)
+            if c.keep_best is not None and eval_step:  # every process learns rank 0's verdict (it alone evaluates)
                 improved, self.stopped = self._agree(improved, self.stopped)
             if self.step % save_every == 0 or self.step == self.max_steps or improved or self.stopped:
                 self.result.seconds = time.perf_counter() - start
@@ -824,7 +825,7 @@ class Trainer:
     def _take_best(self) -> None:
         """Put the best evaluation's weights into the model (its checkpoint, or the copy kept in memory)."""
         step = self.best["step"]
-        if step == self.step:
+        if step == self.step or not (self.is_main or is_fsdp(self.accelerator)):  # rank 0's model is written
             return
         if self._best_weights is not None:
             self.model.load_state_dict(self._best_weights)
