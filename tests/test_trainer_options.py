@@ -33,6 +33,14 @@ def test_every_preset_keeps_its_cache_hash():
     assert {name: config_hash(p.config) for name, p in PRESETS.items()} == PRESET_HASHES
 
 
+def test_every_setting_added_since_the_cache_key_was_fixed_is_listed_in_later_settings():
+    fixed = {"backbone", "n_layers", "objective", "data", "separator", "max_length", "batch_size", "grad_accum",
+             "max_steps", "lr", "head_lr", "weight_decay", "warmup_steps", "grad_clip", "freeze_embeddings",
+             "precision", "surprise", "compile", "pos_weight", "mask_after_first_error", "later_step_weight",
+             "ranking_weight", "eval_every", "save_every", "keep_checkpoints", "seed"}
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - fixed == set(LATER_SETTINGS)
+
+
 def test_a_new_setting_enters_the_key_only_off_its_default_and_old_configs_load():
     for name in LATER_SETTINGS:
         assert name not in TINY.key()
