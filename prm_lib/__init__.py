@@ -6,7 +6,8 @@ Modules mirror the chapters:
 * chapter 3: ``data`` (PRMSample and file formats), ``synthetic``, ``policies``, ``monte_carlo``, ``answers``;
 * chapter 4: ``loss``;
 * chapter 5: ``train``, ``objectives`` (PRM or ORM), ``surprise``, ``metrics``, ``zoo`` (trained
-  presets), ``cli`` (``python -m prm_lib``);
+  presets), ``cli`` (``python -m prm_lib``), ``run_log`` (metrics.jsonl, TensorBoard, W&B),
+  ``backbone_options`` (dropout, gradient checkpointing), ``lora`` (LoRA adapters and merge);
 * chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 7: ``selection`` (best-of-N),
   ``processbench`` (first-error evaluation); chapter 8: ``search``;
 * appendix B: ``distributed`` (the trainer on accelerate: DDP or FSDP), ``memory`` (GPU memory per GPU),

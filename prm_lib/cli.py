@@ -39,7 +39,20 @@ def weights(text: str) -> dict[str, float]:
 
 _TYPES = {"int": int, "float": float, "str": str, "dict[str, float]": weights}
 # settings that take one of a few names: the CLI lists them and refuses any other
-_CHOICES = {"objective": list(OBJECTIVES)}
+_CHOICES = {"objective": list(OBJECTIVES), "report_to": ["none", "tensorboard", "wandb"]}
+# what a setting's type and default do not say
+_NOTES = {
+    "batch_size": "solutions per micro-batch, GLOBAL: under a launcher each of n processes takes 1/n of it "
+                  "(TRL's per_device_train_batch_size is per device: give it times n)",
+    "grad_accum": "micro-batches per optimizer step (TRL's gradient_accumulation_steps)",
+    "epochs": "passes over the training set; the steps are derived and printed; not with --max-steps",
+    "max_steps": "optimizer steps (or --epochs)",
+    "keep_best": "a validation metric, e.g. step_auroc: its best checkpoint is kept and is the final model",
+    "early_stopping_patience": "stop after N evaluations without --keep-best improving",
+    "init_from": "a saved prm_lib model folder whose backbone and head start the run (stage 2 of a two-stage recipe)",
+    "train_backbone": "--no-train-backbone trains the value head only (stage 1)",
+    "lora_targets": "comma-separated module names (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)",
+}
 
 
 def _field_type(annotation: str):
@@ -140,7 +153,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             mine, course = getattr(own, f.name), getattr(cpu, f.name)
             text = (f"default: {_typed(mine)}" if mine == course else
                     f"default: {_typed(mine)} with --train-file, else the preset's (cpu: {_typed(course)})")
-            _add_setting(group, "--" + f.name.replace("_", "-"), f.name, f.type, text)
+            note = _NOTES.get(f.name)
+            _add_setting(group, "--" + f.name.replace("_", "-"), f.name, f.type, f"{note}; {text}" if note else text)
     synthetic = p.add_argument_group("synthetic data (instead of --train-file; override the preset's)")
     by_field = {f.name: f for f in dataclasses.fields(SyntheticData)}
     for flag_name, field_name in SYNTHETIC_FIELDS.items():
@@ -180,6 +194,8 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides["data"] = FileData(args.train_file, args.format, val_file=args.val_file,
                                      val_fraction=0.05 if args.val_fraction is None else args.val_fraction,
                                      seed=config.seed, **options)
+    if overrides.get("epochs") is not None and "max_steps" in overrides:
+        raise ValueError("give --epochs or --max-steps, not both: epochs decide the steps")
     config = config.replace(**overrides)
     if os.environ.get("RANK", "0") == "0":  # under a launcher, rank 0 says it once
         print(settings_text(config, set(overrides), origin), file=sys.stderr, flush=True)
@@ -404,9 +420,25 @@ def _run_export_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="fold a LoRA PRM's adapters into its backbone: a plain prm_lib model",
+                       description="Load the LoRA PRM in --checkpoint (adapters plus head, as train --lora-rank "
+                                   "saves it) and write to --out a plain prm_lib model with the adapters merged into "
+                                   "the backbone's weights; its scores match the unmerged model's (fp32).")
+    p.add_argument("--checkpoint", required=True, help="folder written by train --lora-rank (or save())")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from .lora import merge
+
+    print(json.dumps({"out": str(merge(args.checkpoint, args.out))}))
+    return 0
+
+
 COMMANDS = {"train": (_add_train, _run_train), "score": (_add_score, _run_score), "convert": (_add_convert, _run_convert),
             "eval": (_add_eval, _run_eval), "export": (_add_export, _run_export),
-            "export-model": (_add_export_model, _run_export_model)}
+            "export-model": (_add_export_model, _run_export_model), "merge": (_add_merge, _run_merge)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,10 @@ how each path keeps its state:
   gathered in bf16 (this one and the next, prefetched) and its bf16 gradients
   before they are reduce-scattered: 6 bytes per parameter of the largest unit.
 
+* LoRA (``lora_rank``, ``prm_lib.lora``) in mixed precision: the frozen base weights in fp32 (4 bytes per
+  parameter: no gradient, no optimizer state, autocast casts them per use without keeping a copy), and the
+  adapters and the value head at 18 bytes per parameter like any trained weight.
+
 A PRM that reads the frozen LM's surprise (``surprise=True``) also holds that whole LM
 (body and LM head) in bf16 on every GPU, and while it reads, one chunk of fp32 logits
 (``prm_lib.surprise.LOGIT_CHUNK_BYTES``): ``surprise_lm_gib``.
@@ -40,6 +44,7 @@ MIXED_BYTES = 18  # fp32 weight + gradient + 2 AdamW moments, and autocast's bf1
 PURE_BF16_BYTES = 8  # bf16 weight + gradient + 2 AdamW moments
 FSDP_BYTES = 16  # fp32 weight + gradient + 2 AdamW moments, sharded
 UNIT_BYTES = 6  # bf16: two gathered units' weights and one unit's gradients
+FROZEN_BYTES = 4  # a frozen fp32 base weight under LoRA
 GIB = 1024**3
 
 
@@ -52,6 +57,7 @@ class PRMSize:
     layer: int  # one decoder layer: FSDP's unit
     root: int  # what is not in a layer (embeddings, final norm, value head): FSDP's root unit
     lm_head: int = 0  # the LM head's own weights (0 when tied to the embeddings): the frozen surprise LM has them
+    head: int = 0  # the value head's (hidden_size + 1): what trains beside LoRA's adapters
 
     @property
     def largest_unit(self) -> int:
@@ -73,7 +79,27 @@ def prm_size(name: str, shape: dict | None = None) -> PRMSize:
     total = sum(p.numel() for p in body.parameters()) + head
     layer = sum(p.numel() for p in body.layers[0].parameters())
     lm_head = 0 if shape.get("tie_word_embeddings", True) else shape["vocab_size"] * shape["hidden_size"]
-    return PRMSize(name, total, layer, total - layer * shape["num_hidden_layers"], lm_head)
+    return PRMSize(name, total, layer, total - layer * shape["num_hidden_layers"], lm_head, head)
+
+
+def lora_parameters(name: str, rank: int, targets: tuple[str, ...] | None = None, shape: dict | None = None) -> int:
+    """LoRA's adapter parameters on a Qwen2 backbone: ``rank * (in + out)`` for each targeted linear module."""
+    import torch
+    from transformers import Qwen2Config, Qwen2Model
+
+    from .lora import DEFAULT_TARGETS
+
+    targets = tuple(targets or DEFAULT_TARGETS)
+    with torch.device("meta"):
+        body = Qwen2Model(Qwen2Config(**(shape or QWEN25_SHAPES[name])))
+    return sum(rank * (m.in_features + m.out_features) for n, m in body.named_modules()
+               if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in targets)
+
+
+def lora_gib(size: PRMSize, adapters: int) -> float:
+    """Weights, gradients and AdamW state on one GPU with ``adapters`` LoRA parameters (mixed precision), in GiB:
+    the frozen backbone, then the adapters and the value head trained."""
+    return ((size.total - size.head) * FROZEN_BYTES + (adapters + size.head) * MIXED_BYTES) / GIB
 
 
 def mixed_gib(size: PRMSize) -> float:
@@ -100,9 +126,11 @@ def fsdp_gib(size: PRMSize, n_gpus: int) -> float:
     return (size.total * FSDP_BYTES / n_gpus + size.largest_unit * UNIT_BYTES) / GIB
 
 
-def memory_table(names: tuple[str, ...] = tuple(QWEN25_SHAPES), gpus: tuple[int, ...] = (2, 4, 8)) -> list[dict]:
+def memory_table(names: tuple[str, ...] = tuple(QWEN25_SHAPES), gpus: tuple[int, ...] = (2, 4, 8),
+                 lora_rank: int | None = None) -> list[dict]:
     """One row per backbone: parameters (billions), GiB on one GPU (mixed precision, the default, or pure
-    bf16), per GPU under FSDP (fp32 state) on each GPU count, and what reading the frozen LM's surprise adds."""
+    bf16), per GPU under FSDP (fp32 state) on each GPU count, and what reading the frozen LM's surprise adds;
+    with ``lora_rank``, also one GPU with LoRA adapters of that rank on the default targets."""
     rows = []
     for name in names:
         size = prm_size(name)
@@ -111,5 +139,7 @@ def memory_table(names: tuple[str, ...] = tuple(QWEN25_SHAPES), gpus: tuple[int,
                "1 GPU, pure bf16": round(plain_gib(size), 1)}
         row.update({f"FSDP, {n} GPUs": round(fsdp_gib(size, n), 1) for n in gpus})
         row["+ surprise LM"] = round(surprise_lm_gib(size), 1)
+        if lora_rank is not None:
+            row[f"1 GPU, LoRA r={lora_rank}"] = round(lora_gib(size, lora_parameters(name, lora_rank)), 1)
         rows.append(row)
     return rows

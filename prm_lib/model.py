@@ -140,6 +140,8 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
         # (``save``). The trainer sets it (``mark_backbone_changed``); a backbone without a name always counts,
         # and so does any weight changed in place since now (``_BackboneWatch``).
         self.backbone_changed = backbone_name is None
+        # LoRA adapters injected into the backbone (prm_lib.lora.LoraSettings), or None
+        self.lora: Any = None
         self._backbone_watch = _BackboneWatch(self.backbone.parameters())
         # Right padding: let the backbone number the positions (None: only on CUDA; see forward).
         self.implicit_positions: bool | None = None
@@ -362,7 +364,20 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config_dict()
-        if self.backbone_is_pretrained():
+        if self.lora is not None:  # the base by its name, the adapters beside the head
+            from safetensors.torch import save_file as save_tensors
+
+            from .lora import ADAPTER_FILE, adapter_state_dict
+
+            if not getattr(self, "lora_base_pretrained", False):
+                raise ValueError("this LoRA PRM's base backbone is not the one its name loads, so its adapters "
+                                 "alone cannot be saved; merge them first (prm_lib.lora.merge_into_backbone)")
+            config["backbone_weights"], config["lora"] = None, self.lora.to_dict()
+            if (directory / BACKBONE_DIR).exists():
+                shutil.rmtree(directory / BACKBONE_DIR)
+            save_tensors({k: v.float().cpu().contiguous() for k, v in adapter_state_dict(self).items()},
+                         directory / ADAPTER_FILE)
+        elif self.backbone_is_pretrained():
             config["backbone_weights"] = None
             if (directory / BACKBONE_DIR).exists():
                 shutil.rmtree(directory / BACKBONE_DIR)
@@ -399,6 +414,8 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
                 missing.append(f"{config['backbone_weights']}/ (the trained backbone's weights and tokenizer)")
             elif not (body / "config.json").is_file():
                 missing.append(f"{config['backbone_weights']}/config.json")
+        if config.get("lora") and not (directory / "lora_adapter.safetensors").is_file():
+            missing.append("lora_adapter.safetensors (the LoRA adapters)")
         if missing:
             raise FileNotFoundError(f"{directory} is an incomplete ProcessRewardModel checkpoint: "
                                     f"{', '.join(missing)} missing")
@@ -420,6 +437,11 @@ class ProcessRewardModel(ScoresAsLists, nn.Module):
             model, tokenizer = load_backbone(config["backbone_name"], device, dtype, config["n_layers"])
             prm = cls(model, tokenizer, backbone_name=config["backbone_name"], **settings)
         prm.load_head_state_dict({k: v.to(prm.device) for k, v in load_file(directory / HEAD_FILE).items()})
+        if config.get("lora"):
+            from .lora import ADAPTER_FILE, LoraSettings, add_lora, load_adapters
+
+            add_lora(prm, LoraSettings.of(**config["lora"]))
+            load_adapters(prm, load_file(directory / ADAPTER_FILE))
         prm.eval()
         return prm
 

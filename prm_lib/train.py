@@ -96,6 +96,13 @@ SYNTHETIC_FIELDS = {("data_seed" if f.name == "seed" else f.name): f.name
                     for f in dataclasses.fields(SyntheticData) if f.name != "kind"}
 
 
+# Settings added after the zoo's cache key was fixed. ``key()`` leaves each out while it is at its default,
+# so every model cached before them keeps its hash (retraining the course's models costs minutes); a
+# non-default value enters the key and names a different model. Add every new setting here.
+LATER_SETTINGS = ("epochs", "log_every", "report_to", "keep_best", "early_stopping_patience", "train_backbone",
+                  "init_from", "gradient_checkpointing", "dropout", "lora_rank", "lora_alpha", "lora_targets")
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (its hash names the zoo's cache entry): what it learns from
@@ -137,12 +144,26 @@ class TrainConfig:
     save_every: int | None = None  # default: at every evaluation
     keep_checkpoints: int = 2  # the newest this many checkpoints stay on disk
     seed: int = 0
+    # -- added after the zoo's cache key was fixed: see LATER_SETTINGS --
+    epochs: float | None = None  # passes over the training set; when set, it decides the steps, not max_steps
+    log_every: int = 10  # optimizer steps between lines of out_dir/metrics.jsonl (and the tracker's)
+    report_to: str = "none"  # prm_lib.run_log.REPORT_TO: "none", "tensorboard" (out_dir/runs/) or "wandb"
+    keep_best: str | None = None  # a validation metric (step_auroc, ...): its best checkpoint is the final model
+    early_stopping_patience: int | None = None  # stop after this many evaluations without keep_best improving
+    train_backbone: bool = True  # False: only the value head (and surprise reader) train, the backbone stays
+    init_from: str | None = None  # a saved prm_lib model folder whose backbone and head weights start the run
+    gradient_checkpointing: bool = False  # recompute the backbone's activations in backward: less memory
+    dropout: float | None = None  # attention and hidden dropout of the backbone (None: its config's as loaded)
+    lora_rank: int | None = None  # LoRA adapters of this rank instead of the whole backbone (prm_lib[peft])
+    lora_alpha: float | None = None  # LoRA's scale numerator (None: 2 * lora_rank)
+    lora_targets: str | None = None  # comma-separated module names (None: prm_lib.lora.DEFAULT_TARGETS)
+
 
     def __post_init__(self) -> None:
         objective(self.objective)  # an unknown name is an error that lists the known ones
         if not isinstance(self.data, (SyntheticData, FileData)):
             raise TypeError(f"data must be a SyntheticData or a FileData, got {type(self.data).__name__}")
-        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "keep_checkpoints"):
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.precision is not None and self.precision not in PRECISIONS:
@@ -152,6 +173,23 @@ class TrainConfig:
             raise ValueError(f"max_length must be at least 2 tokens, got {self.max_length}")
         if not self.separator:
             raise ValueError("the step separator is empty")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        from .run_log import REPORT_TO
+
+        if self.report_to not in REPORT_TO:
+            raise ValueError(f"unknown report_to {self.report_to!r}; known: {', '.join(REPORT_TO)}")
+        if self.early_stopping_patience is not None:
+            if self.keep_best is None:
+                raise ValueError("early_stopping_patience needs keep_best: the metric whose improvement it waits for")
+            if self.early_stopping_patience < 1:
+                raise ValueError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
+        if self.lora_rank is None and (self.lora_alpha is not None or self.lora_targets is not None):
+            raise ValueError("lora_alpha and lora_targets go with lora_rank")
+        if self.lora_rank is not None and not self.train_backbone:
+            raise ValueError("lora_rank trains adapters in the backbone, train_backbone=False trains none of it")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes``; the synthetic generator's settings (``n_train``, ``max_ops``, ``data_seed``,
@@ -177,8 +215,11 @@ class TrainConfig:
         return cls(**values)
 
     def key(self) -> dict[str, Any]:
-        """What names the trained model in a cache: every setting, and a data file's contents."""
-        return {**self.to_dict(), "data": self.data.key()}
+        """What names the trained model in a cache: every setting, and a data file's contents; a setting of
+        ``LATER_SETTINGS`` only when it is not at its default (so older cache entries keep their names)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in LATER_SETTINGS}
+        values = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
+        return {**values, "data": self.data.key()}
 
 
 def _take_accumulation(accelerator: Accelerator, grad_accum: int) -> None:
@@ -258,10 +299,19 @@ class TrainResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     tokens: int = 0
+    best_step: int | None = None  # with keep_best: the evaluation whose weights the model holds
 
     @property
     def final(self) -> dict[str, Any]:
+        """The returned model's evaluation: the last one, or with keep_best the best one."""
+        if self.best_step is not None:
+            return next(e for e in self.evals if e["step"] == self.best_step)
         return self.evals[-1] if self.evals else {}
+
+
+def lower_is_better(metric: str) -> bool:
+    """A validation metric that is better when smaller (losses, calibration errors); AUROC and the like are not."""
+    return any(word in metric for word in ("loss", "ece", "brier", "error"))
 
 
 class Trainer:
@@ -306,6 +356,8 @@ class Trainer:
             if any(p.dtype != backbone_dtype for p in self.model.backbone.parameters()):
                 self.model.backbone.to(backbone_dtype)
             self.mixed = self.precision in ("bf16", "bf16-pure")  # the forward pass under bf16 autocast
+        # the backbone as this run trains it: start weights, dropout, checkpointing, LoRA (recorded in metrics.json)
+        self.backbone_setup = self._prepare_backbone()
         self.is_main = self.accelerator.is_main_process
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress, self.on_eval = progress and self.is_main, on_eval
@@ -316,6 +368,12 @@ class Trainer:
         if not self.train_enc:
             raise ValueError("no training sample fits max_length: every one was left out (see the warning)")
         self.lengths = [len(e) for e in self.train_enc]
+        # optimizer steps: max_steps, or those that make ``epochs`` passes over the training solutions
+        self.max_steps = config.max_steps if config.epochs is None else max(
+            1, math.ceil(config.epochs * len(self.train_enc) / (config.batch_size * config.grad_accum)))
+        if config.epochs is not None and self.is_main:  # said even without a progress bar
+            print(f"prm_lib.train: {config.epochs:g} epochs of {len(self.train_enc)} solutions at "
+                  f"{config.batch_size * config.grad_accum} per step: {self.max_steps} steps", file=sys.stderr, flush=True)
         # the frozen LM's surprise, once per solution: every epoch and evaluation reuses it
         self.model.attach_surprise(self.train_enc + self.val_enc, progress=self.progress, cache=out_dir is not None)
         # encoding and the frozen LM's surprise, before the first step (train_seconds counts the steps)
@@ -329,7 +387,8 @@ class Trainer:
             self.model.backbone.get_input_embeddings().weight.requires_grad_(False)
         head = [p for module in self.model.head_modules().values() for p in module.parameters()]
         body = [p for p in self.model.backbone.parameters() if p.requires_grad]
-        if body and config.lr > 0:  # the backbone will change: saving must write its weights
+        # the backbone will change: saving must write its weights (LoRA's change is its adapters, saved apart)
+        if body and config.lr > 0 and self.model.lora is None:
             self.model.mark_backbone_changed()
         fused = self.model.device.type == "cuda"
         optimizer = torch.optim.AdamW(
@@ -353,6 +412,45 @@ class Trainer:
         self.pad_to_multiple_of = 8 if config.compile else 1
         self.step = 0
         self.result = TrainResult(model)
+        # keep_best and early stopping: the best evaluation so far and how many since have not beaten it
+        self.best: dict[str, Any] | None = None
+        self.bad_evals, self.stopped = 0, False
+        self._best_weights: dict[str, torch.Tensor] | None = None  # without out_dir: the best weights in memory
+
+    def _prepare_backbone(self) -> dict[str, Any]:
+        """Apply the config's backbone settings before the optimizer sees the parameters."""
+        c, setup = self.config, {}
+        if c.init_from is not None:
+            start = ProcessRewardModel.load(c.init_from, device=self.model.device,
+                                            dtype=next(self.model.backbone.parameters()).dtype)
+            if start.lora is not None:
+                raise ValueError(f"init_from {c.init_from} holds LoRA adapters: merge it first (prm_lib merge)")
+            self.model.backbone.load_state_dict(start.backbone.state_dict())
+            self.model.load_head_state_dict(start.head_state_dict())
+            if not start.backbone_is_pretrained():
+                self.model.mark_backbone_changed()
+            setup["init_from"] = str(c.init_from)
+        if c.dropout is not None:
+            from .backbone_options import set_dropout
+
+            setup["dropout"] = set_dropout(self.model.backbone, c.dropout)
+        if c.gradient_checkpointing:
+            from .backbone_options import enable_gradient_checkpointing
+
+            enable_gradient_checkpointing(self.model.backbone)
+            setup["gradient_checkpointing"] = True
+        if not c.train_backbone:
+            for p in self.model.backbone.parameters():
+                p.requires_grad_(False)
+            setup["train_backbone"] = False
+        if c.lora_rank is not None:
+            from .lora import LoraSettings, add_lora, trainable_share
+
+            settings = LoraSettings.of(c.lora_rank, c.lora_alpha, c.lora_targets)
+            n = add_lora(self.model, settings)
+            setup["lora"] = {**settings.to_dict(), "adapter_parameters": n,
+                             "trainable_share": trainable_share(self.model)}
+        return setup
 
     # -- data --------------------------------------------------------------------
     def _encode(self, samples: Sequence[PRMSample], split: str) -> tuple[list[EncodedSolution], list[PRMSample]]:
@@ -389,7 +487,7 @@ class Trainer:
         c = self.config
         if step < c.warmup_steps:
             return (step + 1) / c.warmup_steps
-        progress = (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps)
+        progress = (step - c.warmup_steps) / max(1, self.max_steps - c.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     def batch_at(self, step: int) -> list[int]:
@@ -467,7 +565,10 @@ class Trainer:
         if self.config.grad_clip:
             # under FSDP accelerate clips sharded gradients when given all of the model's parameters
             clip = list(self.wrapped.parameters()) if is_fsdp(self.accelerator) else params
-            self.accelerator.clip_grad_norm_(clip, self.config.grad_clip)
+            self._grad_norm = float(self.accelerator.clip_grad_norm_(clip, self.config.grad_clip))
+        else:  # measured only (nothing is clipped at an infinite bound)
+            self._grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None],
+                                                                   float("inf")))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -539,6 +640,9 @@ class Trainer:
                     "tokens": self.result.tokens,
                     "config": self.config.to_dict(),
                     "rng": _rng_states(),
+                    "best": self.best,
+                    "bad_evals": self.bad_evals,
+                    "stopped": self.stopped,
                 },
                 tmp / TRAINER_STATE,
             )
@@ -549,8 +653,10 @@ class Trainer:
                 shutil.rmtree(final)
             tmp.rename(final)
             _fsync_dir(root)
+            best = root / checkpoint_name(self.best["step"]) if self.best is not None else None
             for old in complete_checkpoints(self.out_dir)[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+                if old != best:  # keep_best's checkpoint stays, whatever its age
+                    shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         return final
 
@@ -568,7 +674,8 @@ class Trainer:
                 warnings.warn(f"checkpoint {ckpt} does not load ({type(err).__name__}: {str(err)[:200]}); "
                               "resuming from the one before it", stacklevel=2)
                 continue
-            if state["config"] != self.config.to_dict():
+            # a checkpoint written before a setting existed has it at its default
+            if TrainConfig.from_dict(state["config"]).to_dict() != self.config.to_dict():
                 raise ValueError(f"{ckpt} was written by a different training config; use another --out or delete it")
             sharded = state["optimizer"] is None  # written under FSDP: the shards hold model and optimizer
             if sharded != is_fsdp(self.accelerator):  # a launch that does not match, not a damaged file
@@ -588,34 +695,46 @@ class Trainer:
 
     def _restore(self, ckpt: Path, state: dict[str, Any]) -> None:
         """Model, optimizer, scheduler, progress and random states from one checkpoint."""
-        if state["optimizer"] is None:
-            self.accelerator.load_state(str(ckpt / SHARDED_STATE))
-        else:
-            saved = ProcessRewardModel.load(ckpt, device=self.model.device,
-                                            dtype=next(self.model.backbone.parameters()).dtype)
-            self.model.backbone.load_state_dict(saved.backbone.state_dict())
-            self.model.load_head_state_dict(saved.head_state_dict())
+        self._load_weights(ckpt, sharded=state["optimizer"] is None)
+        if state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         self.result.history, self.result.evals = state["history"], state["evals"]
         self.result.seconds, self.result.tokens = state["seconds"], state["tokens"]
         _set_rng_states(state["rng"])
+        self.best, self.bad_evals, self.stopped = state.get("best"), state.get("bad_evals", 0), state.get("stopped", False)
+        self.result.best_step = self.best["step"] if self.best else None
+
+    def _load_weights(self, ckpt: Path, sharded: bool) -> None:
+        """The model's weights from one checkpoint (under FSDP with the optimizer's shards)."""
+        if sharded:
+            self.accelerator.load_state(str(ckpt / SHARDED_STATE))
+            return
+        saved = ProcessRewardModel.load(ckpt, device=self.model.device,
+                                        dtype=next(self.model.backbone.parameters()).dtype)
+        self.model.backbone.load_state_dict(saved.backbone.state_dict())
+        self.model.load_head_state_dict(saved.head_state_dict())
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         c = self.config
         torch.manual_seed(c.seed)
         self.resume()
+        from .run_log import RunLog, peak_memory_gib
+
+        log = RunLog(self.out_dir, c.report_to, {**c.to_dict(), "max_steps": self.max_steps}, self.accelerator,
+                     resumed_at=self.step)
+        logged_tokens, logged_at = self.result.tokens, time.perf_counter()
         bar = None
         if self.progress:
             from .progress import progress
 
-            bar = progress(total=c.max_steps, initial=self.step, desc=f"training {c.objective.upper()}", unit="step")
+            bar = progress(total=self.max_steps, initial=self.step, desc=f"training {c.objective.upper()}", unit="step")
         start = time.perf_counter() - self.result.seconds
         save_every = c.save_every or c.eval_every
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        while self.step < c.max_steps:
+        while self.step < self.max_steps and not self.stopped:
             micro, real, n_tokens = [], [], 0
             for j in range(c.grad_accum):
                 whole = self.batch_at(self.step * c.grad_accum + j)
@@ -630,29 +749,91 @@ class Trainer:
             self.result.tokens += int(reduce_sum(n_tokens, self.accelerator))
             entry = {"step": self.step, "loss": float(loss), "lr": self.scheduler.get_last_lr()[0]}
             self.result.history.append(entry)
+            if self.step % c.log_every == 0 or self.step == self.max_steps:
+                now = time.perf_counter()
+                log.log({**entry, "grad_norm": self._grad_norm,
+                         "tokens_per_second": round((self.result.tokens - logged_tokens) / max(now - logged_at, 1e-9), 1),
+                         "peak_memory_gib": round(peak_memory_gib(self.model.device), 4)})
+                logged_tokens, logged_at = self.result.tokens, now
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
             # rank 0 evaluates; under FSDP every process runs the forward passes (each holds a shard)
             evaluates = self.is_main or is_fsdp(self.accelerator)
-            if self.val_enc and evaluates and (self.step % c.eval_every == 0 or self.step == c.max_steps):
+            improved = False
+            eval_step = bool(self.val_enc) and (self.step % c.eval_every == 0 or self.step == self.max_steps)
+            if eval_step and evaluates:
                 self.result.seconds = time.perf_counter() - start
                 metrics = {"step": self.step, "seconds": round(self.result.seconds, 1), **self.evaluate()}
                 self.result.evals.append(metrics)
+                log.log_eval(metrics)
+                improved = self._track_best(metrics)
                 if self.on_eval and self.is_main:
                     self.on_eval(self.step, metrics)
                 if bar is not None:
                     key = self.objective.metric
                     shown = "n/a" if metrics.get(key) is None else f"{metrics[key]:.3f}"  # one class: not measured
                     bar.set_postfix(loss=f"{entry['loss']:.3f}", **{key: shown})
-            if self.step % save_every == 0 or self.step == c.max_steps:
+            if c.keep_best is not None and eval_step:  # every process learns rank 0's verdict (it alone evaluates)
+                improved, self.stopped = self._agree(improved, self.stopped)
+            if self.step % save_every == 0 or self.step == self.max_steps or improved or self.stopped:
                 self.result.seconds = time.perf_counter() - start
                 self.save_checkpoint()
         if bar is not None:
             bar.close()
+        log.close()
         self.result.seconds = time.perf_counter() - start
+        if self.best is not None:
+            self._take_best()
         self.model.eval()
         return self.result
+
+    def _track_best(self, metrics: dict[str, Any]) -> bool:
+        """With keep_best: whether this evaluation beats the best so far (and early stopping's count)."""
+        name = self.config.keep_best
+        if name is None:
+            return False
+        if name not in metrics:
+            raise ValueError(f"keep_best={name!r} is not a validation metric; the evaluation has: "
+                             f"{', '.join(k for k, v in metrics.items() if isinstance(v, (int, float)))}")
+        value = metrics[name]
+        if value is None:  # not measured (one class): neither better nor worse
+            return False
+        lower = lower_is_better(name)
+        if self.best is None or (value < self.best["value"] if lower else value > self.best["value"]):
+            self.best, self.bad_evals = {"metric": name, "value": value, "step": self.step}, 0
+            self.result.best_step = self.step
+            if self.out_dir is None:  # no checkpoint will hold them
+                self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            return True
+        self.bad_evals += 1
+        patience = self.config.early_stopping_patience
+        if patience is not None and self.bad_evals >= patience:
+            self.stopped = True
+        return False
+
+    def _agree(self, improved: bool, stopped: bool) -> tuple[bool, bool]:
+        if self.accelerator.num_processes == 1 or is_fsdp(self.accelerator):
+            return improved, stopped
+        from accelerate.utils import broadcast_object_list
+
+        flags = broadcast_object_list([improved, stopped, self.best, self.bad_evals], from_process=0)
+        self.best, self.bad_evals = flags[2], flags[3]
+        self.result.best_step = self.best["step"] if self.best else None
+        return bool(flags[0]), bool(flags[1])
+
+    def _take_best(self) -> None:
+        """Put the best evaluation's weights into the model (its checkpoint, or the copy kept in memory)."""
+        step = self.best["step"]
+        if step == self.step or not (self.is_main or is_fsdp(self.accelerator)):  # rank 0's model is written
+            return
+        if self._best_weights is not None:
+            self.model.load_state_dict(self._best_weights)
+            return
+        ckpt = self.out_dir / CHECKPOINTS / checkpoint_name(step) if self.out_dir is not None else None
+        if ckpt is None or not ckpt.exists():
+            raise RuntimeError(f"the best checkpoint (step {step}, {self.config.keep_best}) is missing")
+        self._load_weights(ckpt, sharded=is_fsdp(self.accelerator))
 
     def write_outputs(self) -> None:
         """The final model (loadable with ``ProcessRewardModel.load(out_dir)``) and ``metrics.json``."""
@@ -672,6 +853,11 @@ class Trainer:
                     "config": self.config.to_dict(),
                     "data": self.report.to_dict(),
                     "final": r.final,
+                    "max_steps": self.max_steps,  # the steps run for (from epochs when it is set)
+                    "steps_run": self.step,
+                    "stopped_early": self.stopped,
+                    "best": self.best,  # keep_best: the metric, its value and the step the model is from
+                    "backbone_setup": self.backbone_setup,
                     "evals": r.evals,
                     "history": r.history,
                     "train_seconds": round(r.seconds, 1),

@@ -121,6 +121,17 @@ def test_two_processes_under_accelerate_match_one_process(one_process, tmp_path,
     assert_same_training(one_process, tmp_path / "ddp", "MULTI_CPU")
 
 
+@pytest.mark.skipif(ACCELERATE is None, reason="accelerate's launcher is not installed")
+def test_lora_under_accelerate_trains_as_on_one_process(tmp_path, free_port):
+    pytest.importorskip("peft")
+    lora = [*ARGS, "--lora-rank", "4"]
+    run([sys.executable, "-m", "prm_lib", *lora, "--out", str(tmp_path / "one")])
+    run([ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+         "-m", "prm_lib", *lora, "--out", str(tmp_path / "ddp")])
+    assert_same_training(tmp_path / "one", tmp_path / "ddp", "MULTI_CPU")
+    assert any("lora_" in k for k in ProcessRewardModel.load(tmp_path / "ddp", device="cpu").state_dict())
+
+
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
 def test_two_processes_under_torchrun_match_one_process(one_process, tmp_path, free_port):
     run([TORCHRUN, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "prm_lib", *ARGS, "--out", str(tmp_path / "tr")])

@@ -81,3 +81,48 @@ def test_another_trl_release_is_refused_by_name(monkeypatch, tmp_path):
     monkeypatch.setattr(trl, "__version__", "9.9.9")
     with pytest.raises(ImportError, match=r"trl 9\.9\.9 is installed; its PRM trainer is tested with 1\.13\.0 only"):
         trl_prm_trainer(tmp_path, tmp_path / "run")
+
+
+def _migration_tables() -> list[list[list[str]]]:
+    """The tables of README's "Moving from TRL's PRMTrainer", each a list of rows of cells."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Moving from TRL's PRMTrainer", 1)[1].split("\n## ", 1)[0]
+    tables, rows = [], []
+    for line in section.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif rows:
+            tables.append([r for r in rows[2:]])  # past the header and its rule
+            rows = []
+    return tables
+
+
+def test_the_migration_page_names_real_prmconfig_fields_and_real_flags():
+    import dataclasses
+    import re
+
+    from trl.experimental.prm import PRMConfig
+
+    from prm_lib.cli import build_parser
+
+    fields = {f.name for f in dataclasses.fields(PRMConfig)}
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {s for a in train._actions for s in a.option_strings}
+    fields_table, outside = _migration_tables()
+    named = [n for row in fields_table for n in re.findall(r"`(\w+)`", row[0])]
+    assert set(named) <= fields, set(named) - fields
+    # the fields a PRM run uses, every one in the table
+    used = {"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
+            "max_steps", "warmup_steps", "weight_decay", "max_grad_norm", "lr_scheduler_type", "bf16",
+            "gradient_checkpointing", "logging_steps", "report_to", "eval_strategy", "eval_steps", "save_steps",
+            "save_total_limit", "load_best_model_at_end", "metric_for_best_model", "seed", "max_length",
+            "max_completion_length", "step_separator", "train_on_last_step_only", "dataset_num_proc"}
+    assert used <= set(named), used - set(named)
+    # what the page says is not a field (an argument, a callback, a field transformers 5 removed) is not one
+    assert not {"peft_config", "early_stopping_patience", "warmup_ratio", "max_prompt_length"} & fields
+    for row in fields_table + outside:
+        for flag in re.findall(r"`(--[\w-]+)`", row[1]):
+            assert flag in flags, f"{flag} (for {row[0]}) is not a prm_lib train flag"
+        assert row[1] == "none" or re.search(r"`--", row[1]), row
