@@ -51,8 +51,8 @@ nbval: setup
 	$(ONE_THREAD) $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 -p no:cacheprovider \
 	  book -q $(PARALLEL) --dist loadscope
 
-# The course's models (chapter 5's PRM, chapter 7's ORM, chapter 4's five loss variants), trained once into the
-# cache, a line per model; later runs load them.
+# The course's models (chapter 5's PRM, chapter 7's ORM, chapter 4's five loss variants, chapter 9's PRM and ORM on
+# real solutions), trained once into the cache, a line per model; later runs load them.
 models: setup
 	$(BIN)/python -m prm_lib.course.models
 

@@ -9,7 +9,8 @@ Modules mirror the chapters:
   presets), ``cli`` (``python -m prm_lib``), ``run_log`` (metrics.jsonl, TensorBoard, W&B),
   ``backbone_options`` (dropout, gradient checkpointing), ``lora`` (LoRA adapters and merge);
 * chapter 6: ``aggregate``; chapters 6-7: ``verify``, ``plots``; chapter 7: ``selection`` (best-of-N),
-  ``processbench`` (first-error evaluation); chapter 8: ``search``;
+  ``processbench`` (first-error evaluation); chapter 8: ``search``; chapter 9: ``datasets`` (real
+  model-written solutions, shipped with their licences), ``first_mistake`` (BIG-Bench Mistake's metric);
 * appendix B: ``distributed`` (the trainer on accelerate: DDP or FSDP), ``memory`` (GPU memory per GPU),
   ``trl_interop`` (TRL 1.13's PRM trainer on exported data), ``scorers`` (published PRMs read by their own
   conventions: TRL token classifiers, Math-Shepherd, Qwen2.5-Math-PRM, RLHFlow), ``export`` (a PRM as a

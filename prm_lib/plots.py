@@ -1,4 +1,4 @@
-"""Figures for chapters 6-8: step scores, aggregations, best-of-N curves, calibration.
+"""Figures for chapters 6-9: step scores, aggregations, best-of-N curves, calibration, first-mistake accuracy.
 
 Each function draws on a new matplotlib figure (or the ``ax`` given) and returns
 the figure, so a notebook shows it and a script can ``fig.savefig("x.png")``.
@@ -152,5 +152,45 @@ def calibration(
     ax.set_ylabel("observed fraction correct")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def first_mistake_comparison(
+    measured: Mapping[str, Mapping[str, Mapping[str, float]]],
+    published: Mapping[str, Mapping[str, float]],
+    task_names: Mapping[str, str] | None = None,
+    title: str = "First-mistake accuracy",
+    ax: Axes | None = None,
+) -> Figure:
+    """Per task, each measured method's accuracy as a dot with its 95% interval (``measured[method][task]``
+    holds ``accuracy``, ``low`` and ``high`` in percent, as ``first_mistake.summary`` gives them), beside each
+    published figure (``published[source][task]``, percent) as a short horizontal mark: measured on other
+    traces, so a number to read against, not a point of the same sample."""
+    tasks = list(next(iter(measured.values())))
+    for method, by_task in measured.items():
+        if list(by_task) != tasks:
+            raise ValueError(f"{method}: tasks {list(by_task)}, not {tasks}")
+    names = [textwrap.fill((task_names or {}).get(t, t), 14) for t in tasks]
+    fig, ax = _axes(ax, (8.5, 4.5))
+    x = np.arange(len(tasks))
+    width = 0.6 / max(1, len(measured))
+    for k, (method, by_task) in enumerate(measured.items()):
+        xs = x - 0.3 + width * (k + 0.5)
+        acc = np.array([by_task[t]["accuracy"] for t in tasks])
+        low = np.array([by_task[t]["low"] for t in tasks])
+        high = np.array([by_task[t]["high"] for t in tasks])
+        ax.errorbar(xs, acc, yerr=[acc - low, high - acc], fmt="o", capsize=4, label=method)
+    markers = ["_", "x", "+", "1", "2"]
+    for k, (source, by_task) in enumerate(published.items()):
+        values = [by_task.get(t, np.nan) for t in tasks]
+        ax.scatter(x + 0.38, values, marker=markers[k % len(markers)], s=160, color=f"C{len(measured) + k}",
+                   label=f"{source} (published)", zorder=3)
+    ax.set_xticks(x, names, fontsize=9)
+    ax.set_ylabel("accuracy (%): first mistake named exactly")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig

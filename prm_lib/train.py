@@ -52,7 +52,7 @@ from .modules import CallableModule
 from .model import ProcessRewardModel
 from .objectives import Objective, objective
 from .steps import DEFAULT_SEPARATOR, EncodedSolution, encode_solutions
-from .training_data import DataReport, FileData, SyntheticData, data_from_dict
+from .training_data import DataReport, FileData, ShippedData, SyntheticData, data_from_dict
 
 
 COMPILE_OPTIONS: dict[str, Any] = {"dynamic": True}  # torch.compile's arguments when config.compile is set
@@ -115,7 +115,7 @@ class TrainConfig:
     backbone: str = "smollm2-135m"
     n_layers: int | None = None  # keep the backbone's first n transformer layers (None: all of them)
     objective: str = "prm"  # "prm": a label per step; "orm": one outcome label per solution
-    data: SyntheticData | FileData = field(default_factory=SyntheticData)
+    data: SyntheticData | FileData | ShippedData = field(default_factory=SyntheticData)
     # how a solution becomes tokens (saved with the model)
     separator: str = DEFAULT_SEPARATOR
     # tokens; a longer solution is cut by whole steps, counted in the run's data report (None: the backbone's limit)
@@ -161,8 +161,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         objective(self.objective)  # an unknown name is an error that lists the known ones
-        if not isinstance(self.data, (SyntheticData, FileData)):
-            raise TypeError(f"data must be a SyntheticData or a FileData, got {type(self.data).__name__}")
+        if not isinstance(self.data, (SyntheticData, FileData, ShippedData)):
+            raise TypeError(f"data must be a SyntheticData, FileData or ShippedData, got {type(self.data).__name__}")
         for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -6,7 +6,8 @@ training and validation sets and says what it did with them (a ``DataReport``):
 * ``SyntheticData``: the generator of ``prm_lib.synthetic`` with its settings (chapters 3-8);
 * ``FileData``: a file in one of ``prm_lib.data.FORMATS`` (TRL, PRM800K, Math-Shepherd,
   ProcessBench, BIG-Bench Mistake, GSM8K's model solutions), with a validation file or a seeded
-  held-out share of the training file's problems.
+  held-out share of the training file's problems;
+* ``ShippedData``: the real solutions ``prm_lib.datasets`` ships (chapter 9), on its fixed split.
 
 The held-out test sets the chapters measure on (``test_set``) live here too.
 """
@@ -174,7 +175,57 @@ class FileData:
         return out
 
 
-DataSource = SyntheticData | FileData
+@dataclass(frozen=True)
+class ShippedData:
+    """Real solutions shipped in ``prm_lib.datasets``, split by question the way every chapter and benchmark
+    splits them: the ``sets``' training solutions to learn from, their validation solutions to validate on;
+    the test solutions are never read here. A set is a BIG-Bench Mistake task (``datasets.TASKS``; each
+    trace ends at its first mistake, the last step people judged: ``labelled_only``) or ``"gsm8k"``
+    (GSM8K's model solutions, outcome labels: for an ORM). The cache key holds the settings and the files'
+    sha256, not where the package is installed, so a model trained from a checkout is found from a wheel."""
+
+    sets: tuple[str, ...] = ("word_sorting", "tracking_shuffled_objects", "logical_deduction",
+                             "multistep_arithmetic")
+    kind: str = "shipped"
+
+    def __post_init__(self) -> None:
+        from .datasets import TASKS
+
+        object.__setattr__(self, "sets", tuple(self.sets))  # a list, from a saved config's JSON
+        known = (*TASKS, "gsm8k")
+        unknown = [t for t in self.sets if t not in known]
+        if unknown or not self.sets:
+            raise ValueError(f"unknown shipped data set(s) {unknown or '(none given)'}; known: {', '.join(known)}")
+
+    def build(self) -> tuple[list[PRMSample], list[PRMSample], DataReport]:
+        from .datasets import shipped
+
+        left_out: list[tuple[str, str]] = []
+        train = [s for name in self.sets for s in shipped(name, "train", left_out)]
+        val = [s for name in self.sets for s in shipped(name, "validation", [])]
+        files = [str(self._path(name)) for name in self.sets]
+        fmt = "gsm8k-solutions" if self.sets == ("gsm8k",) else "big-bench-mistake"
+        report = DataReport(f"shipped data ({', '.join(self.sets)})", len(train), len(val),
+                            f"the shipped split's validation questions ({len(val):,} solutions)",
+                            format=fmt, files=files, n_read=sum(len(record_lines(f)) for f in files),
+                            n_solutions=len(train) + len(val), n_left_out=len(left_out),
+                            left_out=[{"where": w, "reason": r} for w, r in left_out])
+        return train, val, report
+
+    @staticmethod
+    def _path(name: str) -> Path:
+        from .datasets import path
+
+        return path("gsm8k/example_model_solutions.jsonl" if name == "gsm8k" else name)
+
+    def key(self) -> dict[str, Any]:
+        from .datasets import SHA256, HERE
+
+        return {**dataclasses.asdict(self), "sets": list(self.sets),
+                "sha256": {name: SHA256[self._path(name).relative_to(HERE).as_posix()] for name in self.sets}}
+
+
+DataSource = SyntheticData | FileData | ShippedData
 
 
 def hold_out_by_problem(samples: list[PRMSample], fraction: float, seed: int, name: str
@@ -205,7 +256,9 @@ def data_from_dict(values: dict[str, Any]) -> DataSource:
         return SyntheticData(**values)
     if kind == "file":
         return FileData(**values)
-    raise ValueError(f"unknown data kind {kind!r}; known: synthetic, file")
+    if kind == "shipped":
+        return ShippedData(**values)
+    raise ValueError(f"unknown data kind {kind!r}; known: synthetic, file, shipped")
 
 
 def _sha256(path: str) -> str:

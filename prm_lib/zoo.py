@@ -29,7 +29,7 @@ from .backbones import DEFAULT_BACKBONE, cache_dir
 from .model import ProcessRewardModel
 from .objectives import objective as objective_by_name
 from .train import CHECKPOINTS, TrainConfig, train
-from .training_data import SyntheticData
+from .training_data import ShippedData, SyntheticData
 
 # Chosen by measurement on the 2-core CPU (chapter 5 tells the story): 8 of 30 layers, short
 # solutions (half the naive tutorial's "What is 9 × 2?", half word problems of 1-2 operations), 60% with an error.
@@ -82,6 +82,19 @@ PRESETS: dict[str, Preset] = {
                                "Qwen/Qwen2.5-0.5B (needs the model hub) reading its own surprise, 600 steps of 32 "
                                "on a GPU (bf16 mixed precision)"),
 }
+# Chapter 9's models, trained on real model-written solutions (prm_lib.datasets): the cpu preset's backbone and
+# learning rates on BIG-Bench Mistake's human-labelled traces of the four tasks people labelled (their training
+# split, each trace through its first mistake), and an ORM on GSM8K's outcome-labelled solutions of half the
+# problems. Sized so that both train in the first run's budget on the 2-core CPU.
+_REAL = dict(backbone="smollm2-135m", n_layers=8, lr=1e-4, head_lr=1e-3, warmup_steps=10, batch_size=8,
+             freeze_embeddings=True, max_length=None)
+PRESETS["cpu-real"] = Preset(TrainConfig(**_REAL, max_steps=90, eval_every=90, data=ShippedData()),
+                             "smollm2-135m (first 8 layers) on BIG-Bench Mistake's human-labelled traces "
+                             "(4 tasks, training split), 90 steps of 8 on 2 CPU cores")
+PRESETS["cpu-real-orm"] = Preset(TrainConfig(**_REAL, objective="orm", max_steps=70, eval_every=70,
+                                             data=ShippedData(("gsm8k",))),
+                                 "ORM on GSM8K's outcome-labelled model solutions (training split), the cpu-real "
+                                 "backbone, 70 steps of 8")
 PRESETS["gpu-qwen2.5-0.5b-orm"] = Preset(dataclasses.replace(PRESETS["gpu-qwen2.5-0.5b"].config, objective="orm"),
                                          "ORM baseline with the gpu-qwen2.5-0.5b preset's backbone, data and budget")
 

@@ -155,6 +155,22 @@ def _signal(sample, kind, orm_everywhere=False, orm_from_steps=False, raw_labels
     return [outcome] * n if orm_everywhere else [None] * (n - 1) + [outcome]
 
 
+def _accuracy_at(probs, first, threshold, rule="first"):
+    hits = 0
+    for p, e in zip(probs, first):
+        below = [i for i, x in enumerate(p) if x < threshold]
+        if rule == "lowest":
+            below = [min(range(len(p)), key=p.__getitem__)] if below else []
+        hits += (below[0] if below else -1) == e
+    return hits / len(probs)
+
+
+def _fitted(vp, vf, tp, tf, grid, fit_on_test=False, rule="first"):
+    fp, ff = (tp, tf) if fit_on_test else (vp, vf)
+    best = max(grid, key=lambda t: (_accuracy_at(fp, ff, t, rule), -abs(t - 0.5)))
+    return _accuracy_at(tp, tf, best, rule)
+
+
 WRONG = {
     "1.3": [lambda labels: labels.index(-1),  # no error: ValueError instead of -1
             lambda labels: next((i for i, x in enumerate(labels) if x < 0), None),
@@ -181,6 +197,9 @@ WRONG = {
     "7.4": [lambda s, a: max((x for x in a if x is not None), key=a.count, default=None),  # majority, ignores scores
             lambda s, a: a[max(range(len(s)), key=s.__getitem__)] if s else None],  # PRM best
     "8.3": [_survivors_unrepeated, _survivors_last_of_ties],
+    "9.4": [lambda vp, vf, tp, tf, g: _fitted(vp, vf, tp, tf, g, fit_on_test=True),  # fitted on the test traces
+            lambda vp, vf, tp, tf, g: _fitted(vp, vf, tp, tf, g, rule="lowest"),  # the lowest step, not the first below
+            lambda vp, vf, tp, tf, g: _accuracy_at(tp, tf, 0.5)],  # no fitting
 }
 
 

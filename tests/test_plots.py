@@ -47,3 +47,16 @@ def test_best_of_n_draws_each_interval_as_a_band_around_its_curve():
         plots.best_of_n(ns, {"a": [0.5, 0.6, 0.7]}, intervals={"b": ([0, 0, 0], [1, 1, 1])})
     with pytest.raises(ValueError, match="interval bounds"):
         plots.best_of_n(ns, {"a": [0.5, 0.6, 0.7]}, intervals={"a": ([0, 0], [1, 1])})
+
+
+def test_first_mistake_comparison_draws_intervals_and_published_marks():
+    measured = {"PRM": {"a": {"accuracy": 40.0, "low": 30.0, "high": 50.0}, "b": {"accuracy": 20.0, "low": 12.0, "high": 29.0}}}
+    fig = plots.first_mistake_comparison(measured, {"GPT-4": {"a": 35.0, "b": 44.0}}, {"a": "task a"})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["task a", "b"]
+    line = ax.lines[0]  # the dots; the error bars are their own lines
+    assert list(line.get_ydata()) == [40.0, 20.0]
+    assert [list(c.get_offsets()[:, 1]) for c in ax.collections if c.get_offsets().size][-1] == [35.0, 44.0]
+    assert "GPT-4 (published)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="tasks"):
+        plots.first_mistake_comparison({**measured, "other": {"a": measured["PRM"]["a"]}}, {})

@@ -13,7 +13,7 @@ from student_edition import student_notebook  # noqa: E402
 
 CHAPTERS = [ROOT / "book" / f"{name}.ipynb" for name in
             ("01_orm_vs_prm", "02_architecture", "03_training_data", "04_loss", "05_training", "06_aggregation",
-             "07_verification", "08_search", "a1_performance", "a2_scaling_out")]
+             "07_verification", "08_search", "09_real_solutions", "a1_performance", "a2_scaling_out")]
 
 
 def answering_cells(nb):

@@ -187,3 +187,22 @@ from prm_lib.model import ProcessRewardModel
 print(json.dumps(ProcessRewardModel.load({str(out)!r}, device="cpu").score({problem!r}, {steps!r})))
 """)
     assert reloaded == scores
+
+
+def test_the_installed_package_reads_the_shipped_real_solutions_under_the_same_cache_name(installed):
+    from prm_lib.zoo import config_hash, preset
+
+    found = installed.python_json("""
+import json
+from prm_lib import datasets
+from prm_lib.zoo import config_hash, preset
+print(json.dumps({"folder": str(datasets.HERE), "test": len(datasets.big_bench_mistake("word_sorting", "test")),
+                  "gsm8k": len(datasets.gsm8k_solutions()), "hash": config_hash(preset("cpu-real")),
+                  "licences": sorted(p.parent.name for p in datasets.HERE.glob("*/LICENSE"))}))
+""")
+    assert Path(found["folder"]).resolve() == (installed.site / "prm_lib" / "datasets").resolve()
+    from prm_lib import datasets
+
+    assert found["test"] == len(datasets.big_bench_mistake("word_sorting", "test")) and found["gsm8k"] == 5276
+    assert found["licences"] == ["big_bench_mistake", "gsm8k"]
+    assert found["hash"] == config_hash(preset("cpu-real"))  # a model trained from a checkout is found from the wheel

@@ -54,6 +54,9 @@ CHAPTERS = [
             "the ORM, trained once: about {orm} (it reuses the PRM's surprise); the PRM, if chapter 5 "
             "has not trained it"),
     Chapter("08_search.ipynb", "8. Search", "about 1 h 30 min", "the PRM, if chapter 5 has not trained it"),
+    Chapter("09_real_solutions.ipynb", "9. Real solutions", "about 1 h 30 min",
+            "the real-data PRM and ORM, trained once: about {real} and {real_orm}; the PRM, if chapter 5 has not "
+            "trained it"),
     Chapter("a1_performance.ipynb", "A. Performance", "about 30 min", ""),
     Chapter("a2_scaling_out.ipynb", "B. Scaling out", "about 1 h", ""),
 ]
@@ -103,10 +106,11 @@ def first_run_times(root: str | Path = ROOT) -> dict[str, str]:
     from prm_lib.zoo import zoo_path
 
     measured = json.loads((Path(root) / "prm_lib" / "reference_times.json").read_text())["models"]
-    prm, orm, *loss = (measured[zoo_path(name, config).name] for name, config in course_models())
+    prm, orm, *loss, real, real_orm = (measured[zoo_path(name, config).name] for name, config in course_models())
     low, high = min(m["minutes"] for m in loss), max(m["minutes"] for m in loss)
     return {"prm": f"{prm['minutes']:.0f} min", "prm_surprise": f"{prm['setup_minutes']:.0f}",
-            "orm": f"{orm['minutes']:.0f} min", "loss": f"{low:.1f} to {high:.1f} min"}
+            "orm": f"{orm['minutes']:.0f} min", "loss": f"{low:.1f} min" if low == high else f"{low:.1f} to {high:.1f} min",
+            "real": f"{real['minutes']:.0f} min", "real_orm": f"{real_orm['minutes']:.0f} min"}
 
 
 def table(root: str | Path = ROOT) -> str:

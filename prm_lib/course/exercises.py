@@ -272,6 +272,29 @@ def _survivors(fn: Callable[..., Any]) -> int:
     return len(cases)
 
 
+# -- 9.4: the paper's metric with a threshold fitted on other traces ----------------------------------
+def _fitted_accuracy(fn: Callable[..., Any]) -> int:
+    import numpy as np
+
+    from ..first_mistake import ScoredTraces, fit_threshold
+
+    grid = [0.1, 0.3, 0.5, 0.7, 0.9]
+    cases = [
+        # (validation probs, validation first mistakes, test probs, test first mistakes)
+        ([[0.9, 0.2, 0.1], [0.8, 0.9]], [1, -1], [[0.95, 0.4], [0.3, 0.9], [0.9, 0.9]], [1, 0, -1]),
+        ([[0.6, 0.4]], [0], [[0.5, 0.5], [0.9, 0.65]], [0, 1]),  # fitted 0.7: 0.65 is a mistake, 0.5 is too
+        ([[0.9, 0.9], [0.95]], [-1, -1], [[0.2], [0.99, 0.98]], [0, -1]),  # ties: the threshold nearest 0.5
+        ([[0.9, 0.35]], [1], [[0.9, 0.45]], [-1]),  # fitted 0.5 misses here; 0.3, fitted on the test trace, would not
+    ]
+    for val, val_first, test, test_first in cases:
+        threshold = fit_threshold(ScoredTraces(val, np.array(val_first)), grid)
+        expected = float(ScoredTraces(test, np.array(test_first)).hits(threshold).mean())
+        got = fn(val, val_first, test, test_first, grid)
+        if not isinstance(got, (int, float)) or not _close(float(got), expected):
+            _fail("9.4", f"validation {val} {val_first}, test {test} {test_first}", got, expected)
+    return len(cases)
+
+
 EXERCISES: dict[str, Exercise] = {
     "1.3": Exercise("the first error", _first_error),
     "1.4": Exercise("ORM against PRM: the training signal", _training_signal),
@@ -283,6 +306,7 @@ EXERCISES: dict[str, Exercise] = {
     "6.4": Exercise("harmonic-mean aggregation", _harmonic_mean),
     "7.4": Exercise("PRM-weighted vote", _weighted_vote),
     "8.3": Exercise("beam survivors", _survivors),
+    "9.4": Exercise("the first-mistake accuracy at a fitted threshold", _fitted_accuracy),
 }
 
 
