@@ -21,7 +21,8 @@ TINY = dataclasses.replace(preset("tiny"), max_steps=6, eval_every=3)
 # the zoo's hashes before issue 38's settings existed: the course's cached models are named by them
 PRESET_HASHES = {"cpu": "b8a1c3286883", "cpu-orm": "a6a0925e314d", "cpu-reader": "1f35e32b86e4",
                  "cpu-reader-orm": "9345cce685af", "tiny": "a33c290823e3", "tiny-orm": "a5cd1597143a",
-                 "gpu-qwen2.5-0.5b": "b058d41061e7", "gpu-qwen2.5-0.5b-orm": "607879a27b72"}
+                 "gpu-qwen2.5-0.5b": "b058d41061e7", "gpu-qwen2.5-0.5b-orm": "607879a27b72",
+                 "cpu-real": "bbc37d36c547", "cpu-real-orm": "262191d77f01"}
 
 
 def scores(prm: ProcessRewardModel, samples) -> torch.Tensor:
