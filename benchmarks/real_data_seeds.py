@@ -1,7 +1,8 @@
 """Chapter 9's trained-model figures for the models of another training seed: how much of what the chapter
 measures belongs to one run. Trains cpu-real and cpu-real-orm with $PRM_LIB_TRAIN_SEED (about 8 min on 2 CPU
 cores, once; cached apart from the default models), measures them as the chapter does, prints one JSON object
-and writes it to benchmarks/results/real_data_seed<N>.json:
+and writes it to benchmarks/results/real_data/seed<N>.json (a folder of its own: appendix A reads every JSON file
+at the top of results/):
 
     PRM_LIB_TRAIN_SEED=1 python benchmarks/real_data_seeds.py
 """
@@ -42,4 +43,6 @@ out["gsm8k"]["orm-maj"] = bootstrap_gap(pp["orm"], pp["maj"]); out["gsm8k"]["orm
 out["gsm8k"]["prm-random"] = bootstrap_gap(pp["prm"], pp["random"]); out["orm_auroc"] = om["final"]["outcome_auroc"]
 out["train_seed"] = int(os.environ.get("PRM_LIB_TRAIN_SEED", "0"))
 print(json.dumps(out, indent=1))
-(Path(__file__).parent / "results" / f"real_data_seed{out['train_seed']}.json").write_text(json.dumps(out, indent=1) + "\n")
+folder = Path(__file__).parent / "results" / "real_data"
+folder.mkdir(exist_ok=True)
+(folder / f"seed{out['train_seed']}.json").write_text(json.dumps(out, indent=1) + "\n")
