@@ -202,7 +202,7 @@ class ShippedData:
 
         left_out: list[tuple[str, str]] = []
         train = [s for name in self.sets for s in shipped(name, "train", left_out)]
-        val = [s for name in self.sets for s in shipped(name, "validation", [])]
+        val = [s for name in self.sets for s in shipped(name, "validation", left_out)]
         files = [str(self._path(name)) for name in self.sets]
         fmt = "gsm8k-solutions" if self.sets == ("gsm8k",) else "big-bench-mistake"
         report = DataReport(f"shipped data ({', '.join(self.sets)})", len(train), len(val),
