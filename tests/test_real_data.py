@@ -163,3 +163,29 @@ def test_the_real_data_models_are_course_models():
 
     names = [name for name, _ in course_models()]
     assert names[-2:] == ["cpu-real", "cpu-real-orm"]
+
+
+def test_each_further_run_changes_one_setting_of_cpu_real():
+    from prm_lib.course import real_data_runs as runs
+
+    for task, name in runs.LEFT_OUT.items():
+        sets = runs.run_config(name)[1].data.sets
+        assert task not in sets and set(sets) | {task} == set(datasets.TASKS)  # Dyck languages included, as Otter's
+        assert list(runs.changed_settings(name)) == ["data"]
+    assert {name: list(runs.changed_settings(name)) for name in runs.CHANGED} == {
+        "cpu-real-surprise": ["surprise"], "cpu-real-180-steps": ["max_steps", "eval_every"],
+        "cpu-real-whole": ["n_layers"]}
+    assert runs.changed_settings("cpu-real-whole")["n_layers"] == (8, None)
+    with pytest.raises(ValueError, match="unknown chapter 9 run 'cpu-real-huge'.*cpu-real-surprise"):
+        runs.run_config("cpu-real-huge")
+
+
+def test_a_run_without_a_task_never_reads_that_task(monkeypatch):
+    from prm_lib.course import real_data_runs as runs
+
+    read = []
+    real_shipped = datasets.shipped
+    monkeypatch.setattr(datasets, "shipped", lambda name, *a, **k: read.append(name) or real_shipped(name, *a, **k))
+    train, val, _ = runs.run_config(runs.LEFT_OUT["logical_deduction"])[1].data.build()
+    assert "logical_deduction" not in read and len(read) == 8
+    assert not {s.problem for s in train + val} & {s.problem for s in datasets.big_bench_mistake("logical_deduction")}
