@@ -1,4 +1,5 @@
-"""Figures for chapters 6-9: step scores, aggregations, best-of-N curves, calibration, first-mistake accuracy.
+"""Figures for the chapters: token strips, step scores, aggregations, best-of-N curves, calibration, first-mistake
+accuracy.
 
 Each function draws on a new matplotlib figure (or the ``ax`` given) and returns
 the figure, so a notebook shows it and a script can ``fig.savefig("x.png")``.
@@ -24,6 +25,37 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
         return ax.figure, ax
     fig, ax = plt.subplots(figsize=size)
     return fig, ax
+
+
+def token_strip(
+    tokens: Sequence[str],
+    marks: set[int] | Sequence[int],
+    title: str = "",
+    color: str = GOOD,
+    per_row: int = 16,
+    ax: Axes | None = None,
+) -> Figure:
+    """Tokens as a row of cells, wrapped every ``per_row``, each with its index; the ``marks`` positions
+    coloured. For where a PRM reads its step scores: "\\n" is drawn as ⏎ and a space as ␣."""
+    marked = set(marks)
+    if any(not 0 <= m < len(tokens) for m in marked):
+        raise ValueError(f"marks {sorted(marked)} outside the {len(tokens)} tokens")
+    n_rows = max(1, -(-len(tokens) // per_row))
+    fig, ax = _axes(ax, (11, 0.5 + 0.62 * n_rows))
+    for i, token in enumerate(tokens):
+        row, col = divmod(i, per_row)
+        y = n_rows - 1 - row
+        ax.add_patch(plt.Rectangle((col, y + 0.08), 0.94, 0.62, color=color if i in marked else "#e8e8e8"))
+        label = token.replace("\n", "⏎").replace(" ", "␣") or "∅"
+        ax.text(col + 0.47, y + 0.39, label, ha="center", va="center", fontsize=8.5,
+                color="white" if i in marked else "black")
+        ax.text(col + 0.47, y + 0.0, str(i), ha="center", va="center", fontsize=6, color="#777777")
+    ax.set_xlim(0, per_row)
+    ax.set_ylim(-0.15, n_rows)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10, loc="left")
+    return fig
 
 
 def step_scores(

@@ -3,6 +3,7 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -60,3 +61,29 @@ def test_first_mistake_comparison_draws_intervals_and_published_marks():
     assert "GPT-4 (published)" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="tasks"):
         plots.first_mistake_comparison({**measured, "other": {"a": measured["PRM"]["a"]}}, {})
+
+
+def test_token_strip_wraps_rows_and_colours_the_marks():
+    from matplotlib.patches import Rectangle
+
+    tokens = [f"t{i}" for i in range(20)]
+    fig = plots.token_strip(tokens, {3, 19}, title="strip", per_row=8)
+    cells = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
+    assert len(cells) == 20
+    coloured = [i for i, p in enumerate(cells) if p.get_facecolor()[:3] != cells[0].get_facecolor()[:3]]
+    assert coloured == [3, 19]
+    assert fig.axes[0].get_ylim()[1] == 3  # 20 tokens, 8 a row: three rows
+    with pytest.raises(ValueError, match="outside the 20 tokens"):
+        plots.token_strip(tokens, {20})
+
+
+def test_the_course_diagrams_draw_their_labelled_parts():
+    from prm_lib.course import diagrams
+
+    for draw, must_say in [(diagrams.course_map, ["ch. 3", "ch. 5", "ch. 6", "ch. 7", "ch. 8", "ch. 9"]),
+                           (diagrams.three_readouts, ["<extra_0>", "Math-Shepherd", "sigmoid"]),
+                           (diagrams.surprise_reader, ["frozen", "nats", "first 8 layers"])]:
+        fig = draw()
+        text = " ".join(t.get_text() for t in fig.axes[0].texts)
+        assert all(s in text for s in must_say), (draw.__name__, text)
+        plt.close(fig)
