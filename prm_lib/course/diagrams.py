@@ -90,7 +90,7 @@ def three_readouts() -> Figure:
     """Three ways published PRMs turn hidden states into a step score (chapter 7 reads each family)."""
     fig, ax = _canvas(15, 6.8, (12.5, 5.2))
     rows = [
-        ("A value head (this course)", "… step 1, then \"\\n\\n\"", "hidden state at the\nstep's last token",
+        ("A value head (this course)", "… step 1, then \"\\n\\n\"", "hidden state at the last\ntoken of the separator",
          "one Linear → 1 logit", "sigmoid(logit)"),
         ("A classification head at a step token (Qwen2.5-Math-PRM; TRL's PRMTrainer at its separator)",
          "… step 1, then <extra_0>", "hidden state at\n<extra_0>", "new Linear → 2 logits", "softmax: P(positive label)"),
@@ -120,9 +120,9 @@ def surprise_reader() -> Figure:
     surprise = _draw(ax, Box(10.4, 5.6, 4.4, 1.1, "surprise at each token (nats):\n"
                                                   "log p(its first choice) − log p(written)", FROZEN), 9)
     backbone = _draw(ax, Box(5.6, 1.2, 3.4, 1.1, "backbone: SmolLM2's\nfirst 8 layers", TRAINED), 9)
-    gate = _draw(ax, Box(10.4, 3.4, 4.4, 1.2, "gate (from the hidden state) × surprise,\n"
-                                              "then a smooth max over the\nstep's tokens and those before", TRAINED), 9)
-    head = _draw(ax, Box(10.4, 1.2, 4.4, 1.1, "value head (one Linear) at each\nstep's last token → logit"), 9)
+    gate = _draw(ax, Box(10.4, 3.4, 4.4, 1.2, "gate (from the hidden state) ×\n"
+                                              "surprise, then a smooth max over\nthe step's tokens and those before", TRAINED), 9)
+    head = _draw(ax, Box(10.4, 1.2, 4.4, 1.1, "value head (one Linear) at each\nstep end (its separator) → logit"), 9)
     out = _draw(ax, Box(14.6, 2.3, 2.4, 1.6, "logit − pooled\nsurprise,\nthen sigmoid:\nP(step correct)", OUTPUT), 9)
     _arrow(ax, tokens.edge("top"), frozen.edge("left"))
     _arrow(ax, tokens.edge("bottom"), backbone.edge("left"))
