@@ -58,8 +58,8 @@ models: setup
 
 # For authors, before recording chapters: nbval against the course's models retrained two other ways,
 # with another training seed and with one CPU thread (each trains once, then is cached apart from
-# the default models). Not part of `make test`: it trains fourteen models (the PRM, the ORM and chapter 4's five loss variants, twice;
-# the one-thread set runs slower).
+# the default models). Not part of `make test`: it trains eighteen models (the course's nine, twice; the one-thread
+# set runs slower).
 ONE_THREAD_CACHE ?= $(HOME)/.cache/prm_lib-one-thread
 robustness: setup
 	@echo "== nbval against models trained with PRM_LIB_TRAIN_SEED=1"

@@ -72,7 +72,10 @@ class CandidateScores:
 class PRMVerifier:
     """Scores solutions with a ``ProcessRewardModel`` and an aggregation; ranks candidates.
 
-    Identical (problem, steps) pairs are scored once: sampled candidates repeat a lot.
+    Identical (problem, steps) pairs are scored once: sampled candidates repeat a lot, and search asks again
+    for what an earlier round, run or problem already scored. A verifier remembers the step scores of the last
+    ``memo`` distinct pairs it scored (0: none) and forgets them all when the model's parameters change in place
+    (an optimizer step); ``memo_stats`` counts what the memo saved.
 
     A solution that cannot be scored whole (longer than the model's ``max_length``: cut, or not even its first
     step fits) gets the score NaN, with a warning that names it, and the others are scored as usual; best-of-N
@@ -87,7 +90,10 @@ class PRMVerifier:
     or with only ``score_batch(items, progress=...)`` returning one list per item.
     """
 
-    def __init__(self, prm: Any, aggregation: str | None = None, decay: float = 0.8, too_long: str = "skip") -> None:
+    def __init__(self, prm: Any, aggregation: str | None = None, decay: float = 0.8, too_long: str = "skip",
+                 memo: int = 65536) -> None:
+        if memo < 0:
+            raise ValueError(f"memo is how many scored solutions to remember (0: none), not {memo}")
         if too_long not in TOO_LONG:
             raise ValueError(f"too_long must be one of {', '.join(TOO_LONG)}, not {too_long!r}")
         kind = objective_of(prm)
@@ -101,6 +107,29 @@ class PRMVerifier:
                              f"so aggregation {aggregation!r} would rank solutions by untrained scores; "
                              f"use aggregation={required!r} (the default for it)")
         self.prm, self.aggregation, self.decay, self.too_long = prm, aggregation, decay, too_long
+        self.memo = memo
+        self._memo: dict[tuple[str, tuple[str, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._memo_state: Any = None
+        self._requested = self._scored_items = 0
+
+    # -- the memo -----------------------------------------------------------------------------------
+    @property
+    def memo_stats(self) -> dict[str, float]:
+        """Solutions asked for, solutions the model scored, and the share served without the model
+        (duplicates within a call and solutions remembered from earlier calls)."""
+        saved = 1 - self._scored_items / self._requested if self._requested else 0.0
+        return {"requested": self._requested, "scored": self._scored_items, "hit_rate": saved, "remembered": len(self._memo)}
+
+    def clear_memo(self) -> None:
+        """Forget every remembered score (the counts stay)."""
+        self._memo.clear()
+
+    def _model_state(self) -> Any:
+        """Changes whenever the model's parameters change in place: a memo of the old model's scores is stale."""
+        parameters = getattr(self.prm, "parameters", None)
+        if not callable(parameters):
+            return None
+        return (id(self.prm), tuple(getattr(p, "_version", 0) for p in parameters()))
 
     # -- step probabilities, padded ---------------------------------------------------------------
     def step_scores(self, items: Sequence[tuple[str, Sequence[str]]], progress: bool = False) -> StepScores:
@@ -110,14 +139,40 @@ class PRMVerifier:
         unique = list(dict.fromkeys(keys))
         if not unique:
             return StepScores(torch.zeros(0, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.bool))
-        batch = [(p, list(s)) for p, s in unique]
+        state = self._model_state()
+        if state != self._memo_state:  # trained since (or another model): nothing remembered holds
+            self._memo.clear()
+            self._memo_state = state
+        new = [k for k in unique if k not in self._memo]
+        self._requested += len(keys)
+        self._scored_items += len(new)
+        rows = dict(self._rows(new, progress)) if new else {}
+        if self.memo:
+            for key, row in rows.items():
+                self._memo[key] = row
+            if len(self._memo) > self.memo:  # the oldest go first
+                for stale in list(self._memo)[: len(self._memo) - self.memo]:
+                    del self._memo[stale]
+        probs, masks = zip(*(rows[k] if k in rows else self._memo[k] for k in keys))
+        width = max(len(p) for p in probs)
+        out = StepScores(torch.zeros(len(keys), width, dtype=torch.float64), torch.zeros(len(keys), width, dtype=torch.bool))
+        for i, (p, m) in enumerate(zip(probs, masks)):
+            out.probs[i, : len(p)] = p
+            out.mask[i, : len(m)] = m
+        return out
+
+    def _rows(self, keys: list[tuple[str, tuple[str, ...]]], progress: bool) -> list[tuple[Any, tuple[torch.Tensor, torch.Tensor]]]:
+        """The model's step scores of ``keys`` in one batched pass, one (probs, mask) row per key, cut to its
+        steps."""
+        batch = [(p, list(s)) for p, s in keys]
         if hasattr(self.prm, "score_padded"):
             kwargs = {"too_long": self.too_long} if _takes(self.prm.score_padded, "too_long") else {}
             scored = self.prm.score_padded(batch, progress=progress, **kwargs)
         else:  # any model with the list-of-lists score_batch plugs in too
             scored = pad_scores(self.prm.score_batch(batch, progress=progress))
-        where = {k: i for i, k in enumerate(unique)}
-        return scored.take([where[k] for k in keys])
+        probs, mask = scored.probs.detach().to("cpu", torch.float64), scored.mask.detach().to("cpu")
+        return [(k, (probs[i, : max(len(k[1]), 1)].clone(), mask[i, : max(len(k[1]), 1)].clone()))
+                for i, k in enumerate(keys)]
 
     def step_probabilities(self, items: Sequence[tuple[str, Sequence[str]]], progress: bool = False) -> list[list[float]]:
         """``step_scores`` as one list per item; duplicates are scored once."""

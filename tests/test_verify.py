@@ -167,3 +167,60 @@ def test_a_model_with_only_the_list_score_batch_still_plugs_into_the_verifier():
     grid = verifier.score_grid(["p"], [[["a", "The answer is 7."], ["The answer is 8."]]])
     assert grid.scores.shape == (1, 2) and grid.scores[0].tolist() == pytest.approx([0.2, 0.8])
     assert grid.answers == [["7", "8"]]
+
+
+def _counting(model):
+    """Record how many items each call sends to the model's ``score_padded``."""
+    calls, real = [], model.score_padded
+
+    def counting(items, *args, **kw):
+        calls.append([p for p, _ in items])
+        return real(items, *args, **kw)
+
+    model.score_padded = counting
+    return calls
+
+
+def test_the_memo_scores_each_solution_once_across_calls(tiny_prm):
+    calls = _counting(tiny_prm)
+    try:
+        v = PRMVerifier(tiny_prm, "min")
+        first = v.step_scores(ITEMS[:2])
+        again = v.step_scores([ITEMS[1], ITEMS[2], ITEMS[0], ITEMS[1]])  # two remembered, one new, one repeat
+        assert calls == [[ITEMS[0][0], ITEMS[1][0]], [ITEMS[2][0]]]  # only the new problem reached the model
+        assert again.rows()[0] == first.rows()[1] and again.rows()[2] == first.rows()[0]
+        assert again.rows()[3] == again.rows()[0]
+        assert again.rows()[1] == pytest.approx(tiny_prm.score(*ITEMS[2]), abs=1e-6)
+        assert v.memo_stats == {"requested": 6, "scored": 3, "hit_rate": 0.5, "remembered": 3}
+        # the same grid from a verifier without a memo: the same scores, every call reaching the model
+        calls.clear()
+        plain = PRMVerifier(tiny_prm, "min", memo=0)
+        plain.step_scores(ITEMS[:2])
+        fresh = plain.step_scores([ITEMS[1], ITEMS[2], ITEMS[0], ITEMS[1]])
+        assert [len(c) for c in calls] == [2, 3] and plain.memo_stats["remembered"] == 0
+        for a, b in zip(fresh.rows(), again.rows()):
+            assert a == pytest.approx(b, abs=1e-6)
+        assert (fresh.mask == again.mask).all() and fresh.probs.shape == again.probs.shape
+    finally:
+        del tiny_prm.score_padded
+
+
+def test_the_memo_keeps_the_newest_and_forgets_a_trained_model():
+    from prm_lib.model import ProcessRewardModel
+
+    prm = ProcessRewardModel.from_backbone("tiny-qwen2", device="cpu")
+    calls = _counting(prm)
+    v = PRMVerifier(prm, "min", memo=2)
+    for item in ITEMS:
+        v.step_scores([item])
+    v.step_scores([ITEMS[0]])  # the oldest of three was forgotten: scored again
+    v.step_scores([ITEMS[2]])  # still remembered
+    assert [c[0] for c in calls] == [ITEMS[0][0], ITEMS[1][0], ITEMS[2][0], ITEMS[0][0]]
+    before = v.step_scores([ITEMS[1]]).probs.clone()
+    calls.clear()
+    with torch.no_grad():  # an optimizer step changes the parameters in place: the memo must not serve old scores
+        prm.value_head.bias.add_(2.0)
+    after = v.step_scores([ITEMS[1]])
+    assert len(calls) == 1 and not torch.allclose(after.probs, before)
+    with pytest.raises(ValueError, match="memo is how many"):
+        PRMVerifier(prm, "min", memo=-1)
